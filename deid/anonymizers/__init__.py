@@ -1,0 +1,1 @@
+"""The Anonymizer protocol, classic baselines, and the image/video anonymization runner."""

@@ -1,0 +1,1 @@
+"""Dataset readers for the official on-disk layouts (see data/README.md)."""

@@ -1,0 +1,16 @@
+"""python train.py [Hydra overrides]: thin entry point, the logic lives in deid.training.train."""
+
+import hydra
+from omegaconf import DictConfig
+
+from deid.hydra_entry import run_task
+from deid.training import train
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="train")
+def main(cfg: DictConfig) -> None:
+    run_task(train, cfg)
+
+
+if __name__ == "__main__":
+    main()

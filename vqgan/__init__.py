@@ -1,0 +1,1 @@
+"""VQGAN full-body de-identification: segmentation-conditioned VQGAN + transformer synthesis."""
