@@ -1,0 +1,32 @@
+"""Name -> anonymizer factory, so configs and CLIs pick methods by name (`model=blur9`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from deid.anonymizers import baselines
+from deid.anonymizers.base import Anonymizer
+from deid.errors import DeidError
+
+Factory = Callable[..., Anonymizer]
+
+BASELINES: dict[str, Factory] = {
+    "original": baselines.IdentityAnonymizer,
+    "blur9": lambda: baselines.blur(9),
+    "blur17": lambda: baselines.blur(17),
+    "pixel8": lambda: baselines.pixelation(8),
+    "pixel16": lambda: baselines.pixelation(16),
+    "blackbox": baselines.blackbox,
+    "maskout": baselines.MaskOutAnonymizer,
+}
+
+
+def build_anonymizer(name: str, **options: Any) -> Anonymizer:
+    """Build a baseline by name; methods with weights come through their own configs."""
+    try:
+        factory = BASELINES[name]
+    except KeyError:
+        known = ", ".join(sorted(BASELINES))
+        raise DeidError(f"unknown anonymizer {name!r}; known: {known}") from None
+    return factory(**options)

@@ -1,0 +1,106 @@
+"""The Anonymizer protocol and the classic baselines: change the face, nothing else."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+
+from deid.anonymizers.base import Anonymizer, Subject
+from deid.anonymizers.registry import BASELINES, build_anonymizer
+from deid.errors import DeidError
+from deid.faces.types import Face
+
+ROOT = Path(__file__).resolve().parents[1]
+BOX = (175.0, 76.0, 250.0, 151.0)  # the astronaut's face
+
+
+@pytest.fixture()
+def subject(astronaut: np.ndarray) -> Subject:
+    mask = np.zeros(astronaut.shape[:2], dtype=bool)
+    mask[60:512, 120:420] = True
+    return Subject(image=astronaut.copy(), faces=[Face(box=BOX, score=1.0)], person_mask=mask)
+
+
+def _outside_box(image: np.ndarray) -> np.ndarray:
+    keep = np.ones(image.shape[:2], dtype=bool)
+    keep[76:151, 175:250] = False
+    return keep
+
+
+@pytest.mark.parametrize("name", ["blur9", "blur17", "pixel8", "pixel16", "blackbox"])
+def test_face_baselines_touch_only_the_face_box(name: str, subject: Subject) -> None:
+    anonymizer = build_anonymizer(name)
+    assert isinstance(anonymizer, Anonymizer)
+    (out,) = anonymizer.anonymize([subject])
+    assert out.shape == subject.image.shape and out.dtype == np.uint8
+    outside = _outside_box(out)
+    np.testing.assert_array_equal(out[outside], subject.image[outside])
+    assert np.abs(out[76:151, 175:250].astype(int) - subject.image[76:151, 175:250]).mean() > 2
+
+
+@pytest.mark.parametrize("kernel", [9, 17])
+def test_blur_equals_opencv_on_the_box(kernel: int, subject: Subject) -> None:
+    (out,) = build_anonymizer(f"blur{kernel}").anonymize([subject])
+    region = np.ascontiguousarray(subject.image[76:151, 175:250])
+    expected = cv2.GaussianBlur(region, (kernel, kernel), 0, borderType=cv2.BORDER_REPLICATE)
+    np.testing.assert_array_equal(out[76:151, 175:250], expected)
+
+
+@pytest.mark.parametrize("cells", [8, 16])
+def test_pixelation_leaves_cells_by_cells_blocks(cells: int, subject: Subject) -> None:
+    (out,) = build_anonymizer(f"pixel{cells}").anonymize([subject])
+    region = out[76:151, 175:250].reshape(-1, 3)
+    assert len(np.unique(region, axis=0)) <= cells * cells
+
+
+def test_blackbox_is_black_and_maskout_fills_the_silhouette(subject: Subject) -> None:
+    (boxed,) = build_anonymizer("blackbox").anonymize([subject])
+    assert not boxed[76:151, 175:250].any()
+    (masked,) = build_anonymizer("maskout").anonymize([subject])
+    assert not masked[subject.person_mask].any()
+    np.testing.assert_array_equal(masked[~subject.person_mask], subject.image[~subject.person_mask])
+
+
+def test_original_is_unchanged_and_a_copy(subject: Subject) -> None:
+    (out,) = build_anonymizer("original").anonymize([subject], seeds=[3])
+    np.testing.assert_array_equal(out, subject.image)
+    assert out is not subject.image
+
+
+def test_batched_equals_one_by_one(subject: Subject, astronaut: np.ndarray) -> None:
+    other = Subject(image=np.ascontiguousarray(astronaut[::-1]), faces=[Face((10, 20, 90, 120), 1)])
+    anonymizer = build_anonymizer("pixel16")
+    batch = anonymizer.anonymize([subject, other])
+    singles = [anonymizer.anonymize([s])[0] for s in (subject, other)]
+    for a, b in zip(batch, singles, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_faces_outside_the_image_and_partial_boxes(astronaut: np.ndarray) -> None:
+    faces = [Face((-30, -30, 40, 40), 1.0), Face((600, 600, 700, 700), 1.0)]
+    (out,) = build_anonymizer("blackbox").anonymize([Subject(astronaut.copy(), faces)])
+    assert not out[:40, :40].any()
+    np.testing.assert_array_equal(out[40:], astronaut[40:])
+
+
+def test_missing_person_mask_fails_loudly(astronaut: np.ndarray) -> None:
+    with pytest.raises(ValueError, match="person mask"):
+        build_anonymizer("maskout").anonymize([Subject(astronaut.copy())])
+
+
+def test_unknown_anonymizer_lists_known_ones() -> None:
+    with pytest.raises(DeidError, match="blur9"):
+        build_anonymizer("blur99")
+
+
+@pytest.mark.parametrize("name", sorted(BASELINES))
+def test_every_baseline_config_instantiates(name: str) -> None:
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose(config_name="evaluate", overrides=[f"model={name}"])
+    anonymizer = instantiate(cfg.model.anonymizer)
+    assert anonymizer.name == name
