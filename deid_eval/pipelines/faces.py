@@ -1,0 +1,261 @@
+"""Face datasets (CelebA, demo, image folders): detection rate, Recall@k, FID and KID.
+
+Protocol (protocols.md 2, 4, 6): the primary detector finds the faces the anonymizer gets
+(every face, with 68 landmarks); the evaluated face of an image is the centre-weighted one.
+Images whose original has no face are excluded and counted. Queries are the anonymized
+images embedded at the original face box (so a method that destroys the face is still
+scored rather than dropped); the gallery is the originals of the evaluated images.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from deid.anonymizers.base import Anonymizer, Subject
+from deid.datasets.records import FaceRecord, identity_labels
+from deid.faces import (
+    Face,
+    LandmarkPredictor,
+    build_detector,
+    build_embedder,
+    center_weighted_face,
+)
+from deid.media import read_image
+from deid_eval.cache import FeatureCache, cache_key
+from deid_eval.metrics import FID, KID, DetectionRate, ReIdRecall
+from deid_eval.pipelines.common import SampleGrid, batched, stable_seed, to_tensor_batch
+
+
+@dataclass
+class FaceEvalSetup:
+    """Everything the face pipeline needs, resolved by the suite from the Hydra config."""
+
+    records: list[FaceRecord]
+    anonymizer: Anonymizer
+    box_detector: dict[str, Any]  # {"name": ..., **options}: finds the faces to anonymize
+    detectors: list[dict[str, Any]]  # [{"name", "threshold", **options}] for detection rate
+    embedders: list[str]
+    ks: list[int]
+    seed: int
+    batch_size: int
+    fid: bool
+    kid: bool
+    kid_subsets: int
+    kid_subset_size: int
+    samples: int
+    cache: FeatureCache
+    dataset_key: str
+    run_dir: Path
+
+
+def _detector(spec: dict[str, Any]):
+    options = {k: v for k, v in spec.items() if k not in {"name", "threshold"}}
+    return build_detector(spec["name"], **options)
+
+
+class OriginalsPass:
+    """Detections, embeddings and FID features of the original images (cached)."""
+
+    def __init__(self, setup: FaceEvalSetup) -> None:
+        self.setup = setup
+        self.paths = [str(r.path) for r in setup.records]
+
+    def _key(self, kind: str, **options: Any) -> str:
+        return cache_key(kind=kind, dataset=self.setup.dataset_key, **options)
+
+    def faces(self) -> tuple[list[list[Face]], list[Face | None]]:
+        """Every face of each original (with 68 landmarks) and the evaluated one, if any."""
+        spec = self.setup.box_detector
+        key = self._key("faces", detector=spec, landmarks="dlib68")
+
+        def compute() -> list[dict]:
+            detector, predictor = _detector(spec), LandmarkPredictor()
+            found = []
+            for path in tqdm(self.paths, desc=f"originals: {spec['name']} + landmarks"):
+                image = read_image(path)
+                faces = predictor.add_landmarks(image, detector.detect(image))
+                found.append(
+                    {"shape": list(image.shape[:2]), "faces": [f.to_json() for f in faces]}
+                )
+            return found
+
+        entries = self.setup.cache.get_or_compute("faces", key, compute)
+        all_faces = [[Face.from_json(f) for f in entry["faces"]] for entry in entries]
+        chosen = [
+            center_weighted_face(faces, entry["shape"])
+            for faces, entry in zip(all_faces, entries, strict=True)
+        ]
+        return all_faces, chosen
+
+    def detected(self, spec: dict[str, Any], evaluated: np.ndarray) -> np.ndarray:
+        """Whether detector `spec` finds a face (score >= threshold) in each original."""
+        key = self._key("detected", detector=spec)
+
+        def compute() -> torch.Tensor:
+            detector, threshold = _detector(spec), float(spec.get("threshold", 0.0))
+            flags = []
+            for path in tqdm(self.paths, desc=f"originals: {spec['name']} detection"):
+                flags.append(any(f.score >= threshold for f in detector.detect(read_image(path))))
+            return torch.tensor(flags, dtype=torch.bool)
+
+        flags = self.setup.cache.get_or_compute("detected", key, compute).numpy()
+        return flags & evaluated
+
+    def embeddings(self, name: str, chosen: list[Face | None]) -> torch.Tensor:
+        key = self._key("embeddings", embedder=name, faces=self.setup.box_detector)
+
+        def compute() -> torch.Tensor:
+            embedder = build_embedder(name)
+            rows = torch.zeros(len(self.paths), embedder.dim)
+            todo = [i for i, face in enumerate(chosen) if face is not None]
+            for chunk in tqdm(
+                list(batched(todo, self.setup.batch_size)), desc=f"originals: {name}"
+            ):
+                images = [read_image(self.paths[i]) for i in chunk]
+                rows[list(chunk)] = torch.from_numpy(
+                    embedder.embed(images, [chosen[i] for i in chunk])
+                )
+            return rows
+
+        return self.setup.cache.get_or_compute("embeddings", key, compute)
+
+    def fid_features(self, extract, todo: list[int]) -> torch.Tensor:
+        key = self._key("fid_features", network="fid_inception", images=todo)
+
+        def compute() -> torch.Tensor:
+            chunks = []
+            for chunk in tqdm(
+                list(batched(todo, self.setup.batch_size)), desc="originals: FID features"
+            ):
+                chunks.append(extract(to_tensor_batch([read_image(self.paths[i]) for i in chunk])))
+            return torch.cat(chunks) if chunks else torch.zeros(0, 2048)
+
+        return self.setup.cache.get_or_compute("fid_features", key, compute)
+
+
+def evaluate_faces(setup: FaceEvalSetup) -> dict[str, Any]:
+    """Run the suite; returns the `metrics` section and the counts of results.json."""
+    originals = OriginalsPass(setup)
+    all_faces, chosen = originals.faces()
+    evaluated = np.array([face is not None for face in chosen])
+    todo = [i for i in range(len(setup.records)) if evaluated[i]]
+    if not todo:
+        raise ValueError("no face was found in any original image; nothing to evaluate")
+    labels_of = identity_labels(setup.records)
+    labels = torch.tensor([labels_of[r.identity] for r in setup.records])
+
+    detection = {
+        spec["name"]: (
+            DetectionRate(_detector(spec), score_threshold=float(spec.get("threshold", 0.0))),
+            originals.detected(spec, evaluated),
+            spec,
+        )
+        for spec in setup.detectors
+    }
+    reid = {}
+    for name in setup.embedders:
+        gallery = originals.embeddings(name, chosen)
+        metric = ReIdRecall(ks=setup.ks)
+        metric.update(gallery[todo], labels[todo], torch.tensor(todo), role="gallery")
+        reid[name] = (metric, build_embedder(name))
+    fid_metric = kid_metric = extractor = None
+    if setup.fid or setup.kid:
+        from deid.features.fid_inception import load_fid_inception
+
+        extractor = load_fid_inception("cpu")
+
+        def extract(batch: torch.Tensor) -> torch.Tensor:
+            with torch.inference_mode():
+                return extractor(batch.float() / 255.0).double()
+
+        real = originals.fid_features(extract, todo)
+        if setup.fid:
+            fid_metric = FID(feature_extractor=extractor, num_features=2048)
+            fid_metric.update_features(real, real=True)
+        if setup.kid:
+            size = min(setup.kid_subset_size, len(todo))
+            kid_metric = KID(
+                feature_extractor=extractor,
+                num_features=2048,
+                subsets=setup.kid_subsets,
+                subset_size=size,
+            )
+            kid_metric.update_features(real, real=True)
+
+    grid = SampleGrid(setup.samples)
+    for chunk in tqdm(
+        list(batched(todo, setup.batch_size)), desc=f"anonymize + score ({setup.anonymizer.name})"
+    ):
+        images = [read_image(setup.records[i].path) for i in chunk]
+        subjects = [
+            Subject(image=image, faces=all_faces[i]) for image, i in zip(images, chunk, strict=True)
+        ]
+        seeds = [stable_seed(setup.records[i].image_id, setup.seed) for i in chunk]
+        outputs = setup.anonymizer.anonymize(subjects, seeds=seeds)
+        for metric, flags, _ in detection.values():
+            metric.update(outputs, flags[list(chunk)])
+        for metric, embedder in reid.values():
+            vectors = embedder.embed(outputs, [chosen[i] for i in chunk])
+            metric.update(
+                torch.from_numpy(vectors),
+                labels[list(chunk)],
+                torch.tensor(list(chunk)),
+                role="query",
+            )
+        if extractor is not None:
+            fake = extract(to_tensor_batch(outputs))
+            for metric in (fid_metric, kid_metric):
+                if metric is not None:
+                    metric.update_features(fake, real=False)
+        for image, output in zip(images, outputs, strict=True):
+            grid.add(image, output)
+
+    result: dict[str, Any] = {"detection": {}, "reid": {}}
+    for name, (metric, flags, spec) in detection.items():
+        result["detection"][name] = {
+            "rate": float(metric.compute()),
+            "threshold": float(spec.get("threshold", 0.0)),
+            "evaluated": int(flags.sum()),
+        }
+    for name, (metric, _) in reid.items():
+        scores = metric.compute()
+        entry: dict[str, Any] = {"chance": float(scores["chance"]), "ks": {}}
+        for k in setup.ks:
+            entry["ks"][str(k)] = {
+                "recall": float(scores[f"recall@{k}"]),
+                "linkability": float(scores[f"linkability@{k}"]),
+            }
+        entry["recall@1"] = entry["ks"].get("1", {}).get("recall")
+        entry["linkability@1"] = entry["ks"].get("1", {}).get("linkability")
+        result["reid"][name] = entry
+    if fid_metric is not None:
+        result["fid"] = {
+            "value": float(fid_metric.compute()),
+            "samples": len(todo),
+            "implementation": "pytorch-fid 0.3.0 computation (scipy sqrtm) on the offline FID Inception weights",
+        }
+    if kid_metric is not None:
+        mean, std = kid_metric.compute()
+        result["kid"] = {
+            "mean": float(mean),
+            "std": float(std),
+            "subsets": setup.kid_subsets,
+            "subset_size": min(setup.kid_subset_size, len(todo)),
+        }
+    samples = grid.save(setup.run_dir / "samples.png")
+    return {
+        "metrics": result,
+        "counts": {
+            "images": len(setup.records),
+            "evaluated": len(todo),
+            "no_face_in_original": int((~evaluated).sum()),
+            "identities": len(set(labels[todo].tolist())),
+        },
+        "samples": None if samples is None else str(samples.name),
+    }
