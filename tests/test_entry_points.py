@@ -22,7 +22,7 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
     ("script", "required", "expected_key"),
     [
         ("train.py", [], "trainer:"),
-        ("evaluate.py", [], "embedder:"),
+        ("evaluate.py", [], "metrics:"),
         ("anonymize.py", ["in=x.jpg", "out=y.jpg"], "detector:"),
     ],
 )
