@@ -10,13 +10,15 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from deid.anonymizers.base import Anonymizer, Subject
+from deid.anonymizers.base import Anonymizer, Subject, face_region
 from deid.anonymizers.registry import BASELINES, build_anonymizer
 from deid.errors import DeidError
 from deid.faces.types import Face
 
 ROOT = Path(__file__).resolve().parents[1]
 BOX = (175.0, 76.0, 250.0, 151.0)  # the astronaut's face
+X0, Y0, X1, Y1 = face_region(Face(BOX, 1.0), (512, 512), expand=0.25)  # 165, 66, 260, 161
+FACE = np.s_[Y0:Y1, X0:X1]
 
 
 @pytest.fixture()
@@ -28,7 +30,7 @@ def subject(astronaut: np.ndarray) -> Subject:
 
 def _outside_box(image: np.ndarray) -> np.ndarray:
     keep = np.ones(image.shape[:2], dtype=bool)
-    keep[76:151, 175:250] = False
+    keep[FACE] = False
     return keep
 
 
@@ -40,27 +42,28 @@ def test_face_baselines_touch_only_the_face_box(name: str, subject: Subject) -> 
     assert out.shape == subject.image.shape and out.dtype == np.uint8
     outside = _outside_box(out)
     np.testing.assert_array_equal(out[outside], subject.image[outside])
-    assert np.abs(out[76:151, 175:250].astype(int) - subject.image[76:151, 175:250]).mean() > 2
+    assert np.abs(out[FACE].astype(int) - subject.image[FACE]).mean() > 2
 
 
 @pytest.mark.parametrize("kernel", [9, 17])
 def test_blur_equals_opencv_on_the_box(kernel: int, subject: Subject) -> None:
     (out,) = build_anonymizer(f"blur{kernel}").anonymize([subject])
-    region = np.ascontiguousarray(subject.image[76:151, 175:250])
+    region = np.ascontiguousarray(subject.image[FACE])
     expected = cv2.GaussianBlur(region, (kernel, kernel), 0, borderType=cv2.BORDER_REPLICATE)
-    np.testing.assert_array_equal(out[76:151, 175:250], expected)
+    assert (X0, Y0, X1, Y1) == (165, 66, 260, 161)
+    np.testing.assert_array_equal(out[FACE], expected)
 
 
 @pytest.mark.parametrize("cells", [8, 16])
 def test_pixelation_leaves_cells_by_cells_blocks(cells: int, subject: Subject) -> None:
     (out,) = build_anonymizer(f"pixel{cells}").anonymize([subject])
-    region = out[76:151, 175:250].reshape(-1, 3)
+    region = out[FACE].reshape(-1, 3)
     assert len(np.unique(region, axis=0)) <= cells * cells
 
 
 def test_blackbox_is_black_and_maskout_fills_the_silhouette(subject: Subject) -> None:
     (boxed,) = build_anonymizer("blackbox").anonymize([subject])
-    assert not boxed[76:151, 175:250].any()
+    assert not boxed[FACE].any()
     (masked,) = build_anonymizer("maskout").anonymize([subject])
     assert not masked[subject.person_mask].any()
     np.testing.assert_array_equal(masked[~subject.person_mask], subject.image[~subject.person_mask])
@@ -81,9 +84,15 @@ def test_batched_equals_one_by_one(subject: Subject, astronaut: np.ndarray) -> N
         np.testing.assert_array_equal(a, b)
 
 
+def test_expand_zero_is_the_bare_box(subject: Subject) -> None:
+    (out,) = build_anonymizer("blackbox", expand=0.0).anonymize([subject])
+    assert not out[76:151, 175:250].any()
+    assert out[75, 175:250].any() and out[76:151, 250].any()
+
+
 def test_faces_outside_the_image_and_partial_boxes(astronaut: np.ndarray) -> None:
     faces = [Face((-30, -30, 40, 40), 1.0), Face((600, 600, 700, 700), 1.0)]
-    (out,) = build_anonymizer("blackbox").anonymize([Subject(astronaut.copy(), faces)])
+    (out,) = build_anonymizer("blackbox", expand=0.0).anonymize([Subject(astronaut.copy(), faces)])
     assert not out[:40, :40].any()
     np.testing.assert_array_equal(out[40:], astronaut[40:])
 

@@ -60,13 +60,18 @@ def check_subjects(anonymizer: Anonymizer, subjects: Sequence[Subject]) -> None:
                     raise ValueError(f"subject {index}: {anonymizer.name} needs face landmarks")
 
 
-def face_region(face: Face, shape: tuple[int, ...]) -> tuple[int, int, int, int] | None:
-    """The face box rounded outward and clipped to the image; None when it lies outside."""
+def face_region(
+    face: Face, shape: tuple[int, ...], expand: float = 0.0
+) -> tuple[int, int, int, int] | None:
+    """The face box grown by `expand` (0.25 = 25% wider and taller, same centre), rounded
+    outward and clipped to the image; None when it lies outside."""
     height, width = shape[:2]
-    x0 = max(int(np.floor(face.box[0])), 0)
-    y0 = max(int(np.floor(face.box[1])), 0)
-    x1 = min(int(np.ceil(face.box[2])), width)
-    y1 = min(int(np.ceil(face.box[3])), height)
+    cx, cy = face.center
+    half_w, half_h = face.width * (1 + expand) / 2, face.height * (1 + expand) / 2
+    x0 = max(int(np.floor(cx - half_w)), 0)
+    y0 = max(int(np.floor(cy - half_h)), 0)
+    x1 = min(int(np.ceil(cx + half_w)), width)
+    y1 = min(int(np.ceil(cy + half_h)), height)
     if x1 <= x0 or y1 <= y0:
         return None
     return x0, y0, x1, y1

@@ -2,6 +2,12 @@
 
 Each works on the face box (or the person mask for mask-out) and leaves every other pixel
 bit-identical. They are deterministic, so seeds are accepted and ignored.
+
+Detector boxes are tight (dlib's HOG box runs from the brows to the lips), so by default the
+region is the box grown by 25% (`expand`), which covers forehead and chin; measured on the demo
+photos, dlib HOG still found 8/14 pixel16-ed faces with the bare box and 2/14 with 25% more.
+Kernel sizes and cell counts are in pixels / cells as in CIAGAN Table 2 (128 px faces): on
+larger faces the same blur is weaker.
 """
 
 from __future__ import annotations
@@ -53,6 +59,7 @@ class FaceRegionAnonymizer:
 
     name: str
     region_filter: RegionFilter
+    expand: float = 0.25
     needs: frozenset[str] = frozenset({NEEDS_FACES})
 
     def anonymize(
@@ -63,7 +70,7 @@ class FaceRegionAnonymizer:
         for subject in subjects:
             out = subject.image.copy()
             for face in subject.faces:
-                region = face_region(face, out.shape)
+                region = face_region(face, out.shape, self.expand)
                 if region is None:
                     continue
                 x0, y0, x1, y1 = region
@@ -112,17 +119,17 @@ class IdentityAnonymizer:
         return [subject.image.copy() for subject in subjects]
 
 
-def blur(kernel: int) -> FaceRegionAnonymizer:
+def blur(kernel: int, expand: float = 0.25) -> FaceRegionAnonymizer:
     if kernel <= 0 or kernel % 2 == 0:
         raise ValueError(f"blur kernel must be a positive odd number, got {kernel}")
-    return FaceRegionAnonymizer(name=f"blur{kernel}", region_filter=gaussian_blur(kernel))
+    return FaceRegionAnonymizer(f"blur{kernel}", gaussian_blur(kernel), expand)
 
 
-def pixelation(cells: int) -> FaceRegionAnonymizer:
+def pixelation(cells: int, expand: float = 0.25) -> FaceRegionAnonymizer:
     if cells <= 0:
         raise ValueError(f"pixelation needs a positive cell count, got {cells}")
-    return FaceRegionAnonymizer(name=f"pixel{cells}", region_filter=pixelate(cells))
+    return FaceRegionAnonymizer(f"pixel{cells}", pixelate(cells), expand)
 
 
-def blackbox() -> FaceRegionAnonymizer:
-    return FaceRegionAnonymizer(name="blackbox", region_filter=black_box)
+def blackbox(expand: float = 0.25) -> FaceRegionAnonymizer:
+    return FaceRegionAnonymizer("blackbox", black_box, expand)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -13,10 +14,10 @@ Factory = Callable[..., Anonymizer]
 
 BASELINES: dict[str, Factory] = {
     "original": baselines.IdentityAnonymizer,
-    "blur9": lambda: baselines.blur(9),
-    "blur17": lambda: baselines.blur(17),
-    "pixel8": lambda: baselines.pixelation(8),
-    "pixel16": lambda: baselines.pixelation(16),
+    "blur9": functools.partial(baselines.blur, 9),
+    "blur17": functools.partial(baselines.blur, 17),
+    "pixel8": functools.partial(baselines.pixelation, 8),
+    "pixel16": functools.partial(baselines.pixelation, 16),
     "blackbox": baselines.blackbox,
     "maskout": baselines.MaskOutAnonymizer,
 }
