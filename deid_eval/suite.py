@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from deid.anonymizers.base import Anonymizer
 from deid.datasets.registry import build_dataset
@@ -121,8 +121,12 @@ def evaluate(cfg: DictConfig, run_dir: Path | None = None) -> dict[str, Any]:
     suite = cfg.metrics.name
     if suite not in SUITES:
         raise DeidError(f"unknown metrics suite {suite!r}; choose one of {', '.join(SUITES)}")
+    parse_ks(cfg.k)  # a malformed k stops before any work
     run_dir = Path(run_dir) if run_dir is not None else run_dir_of(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
+    cfg = cfg.copy()  # resolvable outside Hydra too (tests call evaluate directly)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(run_dir)
     anonymizer = build_anonymizer(cfg)
     cache = FeatureCache(Path(cfg.paths.cache_dir) / "eval", enabled=bool(cfg.cache))
     started = time.perf_counter()

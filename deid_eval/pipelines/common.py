@@ -69,3 +69,26 @@ class SampleGrid:
         top = np.concatenate([a for a, _ in self.pairs], axis=1)
         bottom = np.concatenate([b for _, b in self.pairs], axis=1)
         return write_image(path, np.concatenate([top, bottom], axis=0))
+
+
+class PersonMasker:
+    """Person masks for anonymizers that need them (mask-out, body methods) on face datasets.
+
+    Face datasets carry no silhouettes, so MediaPipe's selfie segmentation (offline) supplies
+    one per image; methods that only need faces never build the segmenter.
+    """
+
+    def __init__(self, anonymizer: object) -> None:
+        from deid.anonymizers.base import NEEDS_PERSON_MASK
+
+        self.needed = NEEDS_PERSON_MASK in getattr(anonymizer, "needs", frozenset())
+        self._segmenter = None
+
+    def __call__(self, image: np.ndarray) -> np.ndarray | None:
+        if not self.needed:
+            return None
+        if self._segmenter is None:
+            from deid.bodies import build_segmenter
+
+            self._segmenter = build_segmenter("mediapipe")
+        return self._segmenter.segment(image).binary

@@ -29,7 +29,13 @@ from deid.faces import (
 from deid.media import read_image
 from deid_eval.cache import FeatureCache, cache_key
 from deid_eval.metrics import FID, KID, DetectionRate, ReIdRecall
-from deid_eval.pipelines.common import SampleGrid, batched, stable_seed, to_tensor_batch
+from deid_eval.pipelines.common import (
+    PersonMasker,
+    SampleGrid,
+    batched,
+    stable_seed,
+    to_tensor_batch,
+)
 
 
 @dataclass
@@ -93,12 +99,19 @@ class OriginalsPass:
         ]
         return all_faces, chosen
 
-    def detected(self, spec: dict[str, Any], evaluated: np.ndarray) -> np.ndarray:
+    def detected(
+        self, spec: dict[str, Any], evaluated: np.ndarray, all_faces: list[list[Face]]
+    ) -> np.ndarray:
         """Whether detector `spec` finds a face (score >= threshold) in each original."""
+        threshold = float(spec.get("threshold", 0.0))
+        same = {k: v for k, v in spec.items() if k != "threshold"} == self.setup.box_detector
+        if same:  # the box detector already ran on every original
+            flags = [any(f.score >= threshold for f in faces) for faces in all_faces]
+            return np.array(flags, dtype=bool) & evaluated
         key = self._key("detected", detector=spec)
 
         def compute() -> torch.Tensor:
-            detector, threshold = _detector(spec), float(spec.get("threshold", 0.0))
+            detector = _detector(spec)
             flags = []
             for path in tqdm(self.paths, desc=f"originals: {spec['name']} detection"):
                 flags.append(any(f.score >= threshold for f in detector.detect(read_image(path))))
@@ -153,7 +166,7 @@ def evaluate_faces(setup: FaceEvalSetup) -> dict[str, Any]:
     detection = {
         spec["name"]: (
             DetectionRate(_detector(spec), score_threshold=float(spec.get("threshold", 0.0))),
-            originals.detected(spec, evaluated),
+            originals.detected(spec, evaluated, all_faces),
             spec,
         )
         for spec in setup.detectors
@@ -189,12 +202,14 @@ def evaluate_faces(setup: FaceEvalSetup) -> dict[str, Any]:
             kid_metric.update_features(real, real=True)
 
     grid = SampleGrid(setup.samples)
+    masker = PersonMasker(setup.anonymizer)
     for chunk in tqdm(
         list(batched(todo, setup.batch_size)), desc=f"anonymize + score ({setup.anonymizer.name})"
     ):
         images = [read_image(setup.records[i].path) for i in chunk]
         subjects = [
-            Subject(image=image, faces=all_faces[i]) for image, i in zip(images, chunk, strict=True)
+            Subject(image=image, faces=all_faces[i], person_mask=masker(image))
+            for image, i in zip(images, chunk, strict=True)
         ]
         seeds = [stable_seed(setup.records[i].image_id, setup.seed) for i in chunk]
         outputs = setup.anonymizer.anonymize(subjects, seeds=seeds)
