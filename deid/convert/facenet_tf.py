@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from deid.convert import complete_state_dict
+
 _NUM_CONVS = 132
 
 
@@ -89,7 +91,6 @@ def facenet_state_dict(src: Path) -> OrderedDict[str, torch.Tensor]:
             consumers.setdefault(_node_name(ref), []).append(node)
 
     model = build_inception_resnet_v1()
-    reference = model.state_dict()
     state: OrderedDict[str, torch.Tensor] = OrderedDict()
 
     tf_convs = [node for node in graph.node if node.op == "Conv2D"]
@@ -134,7 +135,7 @@ def facenet_state_dict(src: Path) -> OrderedDict[str, torch.Tensor]:
     state["last_bn.num_batches_tracked"] = torch.zeros((), dtype=torch.long)
 
     _check_residual_scales(graph, nodes, model)
-    return _complete(state, reference, model)
+    return complete_state_dict(state, model)
 
 
 def _check_residual_scales(graph: Any, nodes: dict[str, Any], model: nn.Module) -> None:
@@ -147,24 +148,6 @@ def _check_residual_scales(graph: Any, nodes: dict[str, Any], model: nn.Module) 
     model_scales = [float(m.scale) for m in model.modules() if hasattr(m, "scale")]
     if not np.allclose(graph_scales, model_scales, atol=1e-6):
         raise ValueError(f"residual scales differ: graph {graph_scales}, model {model_scales}")
-
-
-def _complete(
-    state: OrderedDict[str, torch.Tensor],
-    reference: dict[str, torch.Tensor],
-    model: nn.Module,
-) -> OrderedDict[str, torch.Tensor]:
-    """Order `state` like the model's own and prove every key and shape matches."""
-    missing = [key for key in reference if key not in state]
-    unexpected = [key for key in state if key not in reference]
-    if missing or unexpected:
-        raise ValueError(f"state dict mismatch: missing {missing}, unexpected {unexpected}")
-    ordered = OrderedDict((key, state[key]) for key in reference)
-    for key, value in ordered.items():
-        if value.shape != reference[key].shape:
-            raise ValueError(f"{key}: shape {tuple(value.shape)} != {tuple(reference[key].shape)}")
-    model.load_state_dict(ordered, strict=True)
-    return ordered
 
 
 def convert_facenet_graph(src: Path, dst: Path) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from deid.convert import complete_state_dict
 from deid.features.fid_inception import FIDInceptionV3
 
 _STEM = {
@@ -113,7 +114,6 @@ def fid_state_dict(src: Path) -> OrderedDict[str, torch.Tensor]:
     scripted = load_torchscript(src)
     layers = scripted.net.layers
     model = FIDInceptionV3()
-    reference = model.state_dict()
     state: dict[str, torch.Tensor] = {}
     for path, layer in layers.named_modules():
         if getattr(layer, "original_name", "") != "Conv2dLayer":
@@ -130,16 +130,7 @@ def fid_state_dict(src: Path) -> OrderedDict[str, torch.Tensor]:
         state[f"{name}.bn.running_var"] = layer.var.detach()
         state[f"{name}.bn.num_batches_tracked"] = torch.zeros((), dtype=torch.long)
 
-    missing = [key for key in reference if key not in state]
-    unexpected = [key for key in state if key not in reference]
-    if missing or unexpected:
-        raise ValueError(f"state dict mismatch: missing {missing}, unexpected {unexpected}")
-    ordered = OrderedDict((key, state[key]) for key in reference)
-    for key, value in ordered.items():
-        if value.shape != reference[key].shape:
-            raise ValueError(f"{key}: shape {tuple(value.shape)} != {tuple(reference[key].shape)}")
-    model.load_state_dict(ordered, strict=True)
-    return ordered
+    return complete_state_dict(state, model)
 
 
 def convert_fid_torchscript(src: Path, dst: Path) -> None:
