@@ -37,6 +37,7 @@ lint: setup
 
 bench: setup
 	$(PY) experiments/benchmarks/perception.py
+	$(PY) experiments/benchmarks/eval.py
 
 clean:
 	rm -rf outputs multirun .pytest_cache .ruff_cache
