@@ -3,6 +3,8 @@
 Stage 1 (perception): every face detector, 68-point landmarks, person masks and identity
 embeddings on scikit-image's astronaut and one photo per demo identity; writes an annotated
 picture and a JSON under `outputs/demo/`, and checks that identities separate.
+Stage 2 (evaluation): the classic baselines scored on the demo validation photos with the
+evaluation suite (detection rate, Recall@k, FID, KID) -> `outputs/demo/evaluation/tables.md`.
 """
 
 from __future__ import annotations
@@ -146,10 +148,32 @@ def run_perception(demo_root: Path, out_dir: Path) -> dict[str, Any]:
     return result
 
 
+BASELINES = ("original", "blur9", "blur17", "pixel8", "pixel16", "blackbox", "maskout")
+
+
+def run_evaluation(demo_root: Path, out_dir: Path, models: tuple[str, ...] = BASELINES) -> Path:
+    """Score each baseline with the evaluation suite and merge the runs into one report."""
+    from hydra import compose, initialize_config_dir
+
+    from deid_eval.report import write_report
+    from deid_eval.suite import evaluate
+
+    conf_dir = Path(__file__).resolve().parents[1] / "conf"
+    results = []
+    for model in tqdm(models, desc="evaluation", unit="method"):
+        overrides = [f"model={model}", "data=demo", f"data.root={demo_root.resolve()}", "k=1..5"]
+        with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
+            cfg = compose(config_name="evaluate", overrides=overrides)
+        results.append(evaluate(cfg, run_dir=out_dir / model))
+    write_report(results, out_dir)
+    return out_dir / "tables.md"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--demo-root", type=Path, default=demo_set.DEFAULT_ROOT)
     parser.add_argument("--out", type=Path, default=Path("outputs/demo"))
+    parser.add_argument("--skip-evaluation", action="store_true", help="stage 1 only")
     args = parser.parse_args(argv)
     demo_root = demo_set.require(args.demo_root)
     result = run_perception(demo_root, args.out)
@@ -163,6 +187,10 @@ def main(argv: list[str] | None = None) -> int:
             f"1-NN accuracy {stats['leave_one_out_1nn_accuracy']:.2f}"
         )
     print(f"demo outputs: {args.out / 'perception.png'} and {args.out / 'perception.json'}")
+    if not args.skip_evaluation:
+        tables = run_evaluation(demo_root, args.out / "evaluation")
+        print(tables.read_text())
+        print(f"evaluation report: {tables} (plots and per-method runs beside it)")
     return 0
 
 

@@ -64,8 +64,8 @@ def _face_records(cfg: DictConfig) -> tuple[list, dict[str, Any]]:
     info = {
         "name": options["name"],
         "root": str(options["root"]),
-        "split": options.get("split"),
-        "eval_subset": eval_subset,
+        "split": eval_subset or options.get("split"),  # the part that was evaluated
+        "reader_split": options.get("split"),
         "images": len(records),
         "identities": len({r.identity for r in records}),
     }

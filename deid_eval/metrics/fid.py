@@ -55,7 +55,9 @@ def frechet_distance(
             raise ValueError(f"FID: sqrtm has an imaginary part of {imaginary:.3g} (> 1e-3)")
         root = root.real
     diff = mu1 - mu2
-    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(root))
+    value = float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(root))
+    # A distance is never negative; identical sets give round-off like -1e-9, shown as 0.
+    return max(value, 0.0)
 
 
 def images_to_unit_float(images: Tensor) -> Tensor:
