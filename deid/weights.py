@@ -14,6 +14,7 @@ missing, where it looked, the sha256 it expects, and how to obtain it.
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import importlib.util
 import os
@@ -83,7 +84,15 @@ def torch_hub_checkpoints() -> str:
     return str(Path(torch_home).expanduser() / "hub" / "checkpoints")
 
 
-def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
+def sha256_of(path: Path) -> str:
+    """sha256 of a file, remembered per (path, size, mtime) so hashing 100 MB weights for
+    cache keys and result files costs once per process."""
+    stat = Path(path).stat()
+    return _sha256_of_version(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=128)
+def _sha256_of_version(path: str, size: int, mtime_ns: int, chunk: int = 1 << 20) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         while block := handle.read(chunk):

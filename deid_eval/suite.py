@@ -54,9 +54,7 @@ def _data_options(cfg: DictConfig) -> tuple[dict[str, Any], str | None]:
 
 def _face_records(cfg: DictConfig) -> tuple[list, dict[str, Any]]:
     options, eval_subset = _data_options(cfg)
-    records = build_dataset(options)
-    if eval_subset is not None:
-        records = [r for r in records if r.split == eval_subset]
+    records = build_dataset({**options, "eval_subset": eval_subset}, for_evaluation=True)
     if cfg.get("limit"):
         records = records[: int(cfg.limit)]
     if not records:

@@ -86,9 +86,19 @@ def build_person_dataset(
     return _call(name, PERSON_DATASETS[name], root, split, opts)
 
 
-def build_dataset(cfg: Mapping[str, Any]) -> list[FaceRecord] | list[PersonRecord]:
-    """Records from a `conf/data` mapping: `name`, `root`, optional `split`, reader options."""
+def build_dataset(
+    cfg: Mapping[str, Any], for_evaluation: bool = False
+) -> list[FaceRecord] | list[PersonRecord]:
+    """Records from a `conf/data` mapping: `name`, `root`, optional `split`, reader options.
+
+    `eval_subset` (e.g. "test") names the part the evaluation suite scores: with
+    `for_evaluation=True` only records of that split are kept; training ignores it.
+    """
     opts = dict(cfg)
+    eval_subset = opts.pop("eval_subset", None)
+    if for_evaluation and eval_subset is not None:
+        records = build_dataset(opts)
+        return [r for r in records if r.split == eval_subset]  # type: ignore[return-value]
     name, root = opts.pop("name", None), opts.pop("root", None)
     if name is None or root is None:
         raise DeidError("data config needs `name` and `root`")

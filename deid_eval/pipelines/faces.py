@@ -36,6 +36,7 @@ from deid_eval.pipelines.common import (
     stable_seed,
     to_tensor_batch,
 )
+from deid_eval.provenance import DETECTOR_WEIGHTS, EMBEDDER_WEIGHTS, weight_hashes
 
 
 @dataclass
@@ -78,7 +79,8 @@ class OriginalsPass:
     def faces(self) -> tuple[list[list[Face]], list[Face | None]]:
         """Every face of each original (with 68 landmarks) and the evaluated one, if any."""
         spec = self.setup.box_detector
-        key = self._key("faces", detector=spec, landmarks="dlib68")
+        weights = weight_hashes([*DETECTOR_WEIGHTS[spec["name"]], "dlib_landmarks68"])
+        key = self._key("faces", detector=spec, weights=weights)
 
         def compute() -> list[dict]:
             detector, predictor = _detector(spec), LandmarkPredictor()
@@ -108,7 +110,9 @@ class OriginalsPass:
         if same:  # the box detector already ran on every original
             flags = [any(f.score >= threshold for f in faces) for faces in all_faces]
             return np.array(flags, dtype=bool) & evaluated
-        key = self._key("detected", detector=spec)
+        key = self._key(
+            "detected", detector=spec, weights=weight_hashes(DETECTOR_WEIGHTS[spec["name"]])
+        )
 
         def compute() -> torch.Tensor:
             detector = _detector(spec)
@@ -121,7 +125,8 @@ class OriginalsPass:
         return flags & evaluated
 
     def embeddings(self, name: str, chosen: list[Face | None]) -> torch.Tensor:
-        key = self._key("embeddings", embedder=name, faces=self.setup.box_detector)
+        weights = weight_hashes(EMBEDDER_WEIGHTS[name])
+        key = self._key("embeddings", embedder=name, faces=self.setup.box_detector, weights=weights)
 
         def compute() -> torch.Tensor:
             embedder = build_embedder(name)
@@ -139,7 +144,8 @@ class OriginalsPass:
         return self.setup.cache.get_or_compute("embeddings", key, compute)
 
     def fid_features(self, extract, todo: list[int]) -> torch.Tensor:
-        key = self._key("fid_features", network="fid_inception", images=todo)
+        weights = weight_hashes(["fid_inception"])
+        key = self._key("fid_features", network="fid_inception", images=todo, weights=weights)
 
         def compute() -> torch.Tensor:
             chunks = []

@@ -292,8 +292,7 @@ def person_records(cfg: DictConfig) -> tuple[list[PersonRecord], list[ImageGroup
     """The person records of `cfg.data`, cut to the first `cfg.limit` images."""
     options = OmegaConf.to_container(cfg.data, resolve=True)
     assert isinstance(options, dict)
-    options.pop("eval_subset", None)
-    records = build_dataset(options)
+    records = build_dataset(options, for_evaluation=True)
     if records and not isinstance(records[0], PersonRecord):
         raise DeidError(
             f"metrics=bodies needs a person dataset (coco_persons, supervisely, mots); "
