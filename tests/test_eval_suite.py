@@ -147,3 +147,25 @@ def test_bad_k_range_stops_in_one_line(tmp_path: Path) -> None:
     result = _evaluate_cli("k=ten", f"hydra.run.dir={tmp_path / 'run'}")
     assert result.returncode == 2
     assert "k='ten'" in result.stderr.strip().splitlines()[-1]
+
+
+def test_multirun_over_models_merges_one_table(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    result = _evaluate_cli(
+        "-m",
+        "model=original,pixel16",
+        "data=demo",
+        "limit=6",
+        "metrics.detectors=[{name: dlib_hog, upsample: 1, threshold: 0.0}]",
+        "metrics.embedders=[dlib]",
+        "metrics.fid=false",
+        "metrics.kid=false",
+        f"paths.cache_dir={tmp_path / 'cache'}",
+        f"hydra.sweep.dir={sweep}",
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    for job in ("0", "1"):
+        assert (sweep / job / "results.json").is_file()
+    tables = (sweep / "tables.md").read_text()
+    assert "original" in tables and "pixelization 16x16" in tables
+    assert (sweep / "results.csv").read_text().count("\n") > 4
