@@ -88,7 +88,12 @@ _MIXED: dict[str, tuple[str, dict[str, str]]] = {
 
 
 def load_torchscript(src: Path) -> Any:
-    """Load the TorchScript file on CPU (the deprecation warning of torch.jit is expected)."""
+    """Load the TorchScript file on CPU (the deprecation warning of torch.jit is expected).
+
+    TorchScript archives carry code, so this runs only on the package file whose sha256
+    `deid.weights` has checked against the pinned one (`source_sha256`) before converting;
+    the converted state dict is what every later run loads, with `weights_only=True`.
+    """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         return torch.jit.load(str(src), map_location="cpu")
