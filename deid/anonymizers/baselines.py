@@ -53,8 +53,26 @@ def black_box(region: np.ndarray) -> np.ndarray:
     return np.zeros_like(region)
 
 
+class InPlaceEdit:
+    """Shared `anonymize`: check the inputs, then `edit` a copy of each image in place."""
+
+    def edit(self, image: np.ndarray, subject: Subject) -> None:
+        raise NotImplementedError
+
+    def anonymize(
+        self, subjects: Sequence[Subject], seeds: Sequence[int] | None = None
+    ) -> list[np.ndarray]:
+        check_subjects(self, subjects)  # type: ignore[arg-type]
+        outputs = []
+        for subject in subjects:
+            out = subject.image.copy()
+            self.edit(out, subject)
+            outputs.append(out)
+        return outputs
+
+
 @dataclass
-class FaceRegionAnonymizer:
+class FaceRegionAnonymizer(InPlaceEdit):
     """Replace each face box with `filter(box pixels)`; everything else is untouched."""
 
     name: str
@@ -62,25 +80,17 @@ class FaceRegionAnonymizer:
     expand: float = 0.25
     needs: frozenset[str] = frozenset({NEEDS_FACES})
 
-    def anonymize(
-        self, subjects: Sequence[Subject], seeds: Sequence[int] | None = None
-    ) -> list[np.ndarray]:
-        check_subjects(self, subjects)
-        outputs = []
-        for subject in subjects:
-            out = subject.image.copy()
-            for face in subject.faces:
-                region = face_region(face, out.shape, self.expand)
-                if region is None:
-                    continue
-                x0, y0, x1, y1 = region
-                out[y0:y1, x0:x1] = self.region_filter(np.ascontiguousarray(out[y0:y1, x0:x1]))
-            outputs.append(out)
-        return outputs
+    def edit(self, image: np.ndarray, subject: Subject) -> None:
+        for face in subject.faces:
+            region = face_region(face, image.shape, self.expand)
+            if region is None:
+                continue
+            x0, y0, x1, y1 = region
+            image[y0:y1, x0:x1] = self.region_filter(np.ascontiguousarray(image[y0:y1, x0:x1]))
 
 
 @dataclass
-class MaskOutAnonymizer:
+class MaskOutAnonymizer(InPlaceEdit):
     """Fill the person silhouette with a constant colour (the mask-out baseline)."""
 
     name: str = "maskout"
@@ -88,35 +98,24 @@ class MaskOutAnonymizer:
     threshold: float = 0.5
     needs: frozenset[str] = frozenset({NEEDS_PERSON_MASK})
 
-    def anonymize(
-        self, subjects: Sequence[Subject], seeds: Sequence[int] | None = None
-    ) -> list[np.ndarray]:
-        check_subjects(self, subjects)
-        outputs = []
-        for subject in subjects:
-            out = subject.image.copy()
-            assert subject.person_mask is not None
-            mask = np.asarray(subject.person_mask)
-            inside = mask if mask.dtype == bool else mask >= self.threshold
-            if inside.shape != out.shape[:2]:
-                raise ValueError(f"person mask {inside.shape} != image {out.shape[:2]}")
-            out[inside] = np.asarray(self.fill, dtype=np.uint8)
-            outputs.append(out)
-        return outputs
+    def edit(self, image: np.ndarray, subject: Subject) -> None:
+        assert subject.person_mask is not None  # check_subjects guarantees it
+        mask = np.asarray(subject.person_mask)
+        inside = mask if mask.dtype == bool else mask >= self.threshold
+        if inside.shape != image.shape[:2]:
+            raise ValueError(f"person mask {inside.shape} != image {image.shape[:2]}")
+        image[inside] = np.asarray(self.fill, dtype=np.uint8)
 
 
 @dataclass
-class IdentityAnonymizer:
+class IdentityAnonymizer(InPlaceEdit):
     """No change: the "original" row of every table (the clean reference)."""
 
     name: str = "original"
     needs: frozenset[str] = frozenset()
 
-    def anonymize(
-        self, subjects: Sequence[Subject], seeds: Sequence[int] | None = None
-    ) -> list[np.ndarray]:
-        check_subjects(self, subjects)
-        return [subject.image.copy() for subject in subjects]
+    def edit(self, image: np.ndarray, subject: Subject) -> None:
+        return None
 
 
 def blur(kernel: int, expand: float = 0.25) -> FaceRegionAnonymizer:
