@@ -121,3 +121,16 @@ def test_misuse_is_explained() -> None:
         DetectionRate(strict, score_threshold=0.5)
     with pytest.warns(UserWarning, match="no evaluated images"):
         assert torch.isnan(DetectionRate(Scripted()).compute())
+
+
+def test_precomputed_detections_equal_running_the_detector(astronaut: np.ndarray) -> None:
+    from deid.faces import build_detector
+
+    detector = build_detector("dlib_hog")
+    images = [astronaut, np.zeros_like(astronaut), astronaut[::-1].copy()]
+    evaluated = [True, True, False]
+    direct = DetectionRate(detector, score_threshold=0.5)
+    direct.update(images, evaluated)
+    precomputed = DetectionRate(detector, score_threshold=0.5)
+    precomputed.update_detections([detector.detect(image) for image in images], evaluated)
+    assert float(direct.compute()) == float(precomputed.compute()) == 0.5

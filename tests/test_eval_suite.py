@@ -33,7 +33,7 @@ def _cfg(tmp_path: Path, model: str, *extra: str):
         f"data.root={ROOT / 'data' / 'demo'}",
         f"limit={LIMIT}",
         "k=1..3",
-        "metrics.detectors=[{name: dlib_hog, upsample: 1, threshold: 0.0}]",
+        "metrics.detectors=[{name: dlib_hog, upsample: 1, thresholds: [0.0, 0.5]}]",
         "metrics.embedders=[dlib]",
         "metrics.samples=4",
         f"paths.cache_dir={tmp_path / 'cache'}",
@@ -78,6 +78,17 @@ def test_original_keeps_faces_and_gives_the_clean_recall(runs: dict[str, dict]) 
     assert metrics["reid"]["dlib"]["recall@1"] == pytest.approx(_clean_recall_at_1())
     assert metrics["reid"]["dlib"]["linkability@1"] == 1.0
     assert metrics["fid"]["value"] == pytest.approx(0.0, abs=1e-3)
+
+
+def test_detection_at_several_thresholds_from_one_pass(runs: dict[str, dict]) -> None:
+    for model in ("original", "pixel16"):
+        entry = runs[model]["metrics"]["detection"]["dlib_hog"]
+        low, high = entry["by_threshold"]["0.0"], entry["by_threshold"]["0.5"]
+        assert entry["threshold"] == 0.0 and entry["rate"] == low["rate"]
+        assert high["evaluated"] <= low["evaluated"]  # fewer originals found at 0.5
+    assert (
+        runs["original"]["metrics"]["detection"]["dlib_hog"]["by_threshold"]["0.5"]["rate"] == 1.0
+    )
 
 
 def test_pixel16_hides_identity_and_faces(runs: dict[str, dict]) -> None:

@@ -85,9 +85,28 @@ class DetectionRate(Metric):
         if len(images) != flags.size:
             raise ValueError(f"{len(images)} images but {flags.size} evaluated flags")
         chosen = [image for image, keep in zip(images, flags.tolist(), strict=True) if keep]
-        found = sum(self._has_face(faces) for faces in self._detect(chosen))
-        self.n_detected += found
-        self.n_evaluated += len(chosen)
+        self._count(self._detect(chosen))
+
+    def update_detections(
+        self,
+        detections: Sequence[Sequence[_Detection]],
+        evaluated: Sequence[bool] | np.ndarray | Tensor,
+    ) -> None:
+        """Like `update`, with the detector already run: one list of detections per image.
+
+        Lets one detection pass feed the rates at several thresholds (protocols.md 6 asks
+        for a few thresholds for deep detectors).
+        """
+        if isinstance(evaluated, Tensor):
+            evaluated = evaluated.detach().cpu().numpy()
+        flags = np.asarray(evaluated, dtype=bool).reshape(-1)
+        if len(detections) != flags.size:
+            raise ValueError(f"{len(detections)} detection lists but {flags.size} evaluated flags")
+        self._count([faces for faces, keep in zip(detections, flags.tolist(), strict=True) if keep])
+
+    def _count(self, detections: Sequence[Sequence[_Detection]]) -> None:
+        self.n_detected += sum(self._has_face(faces) for faces in detections)
+        self.n_evaluated += len(detections)
 
     def _detect(self, images: list[np.ndarray]) -> list[Sequence[_Detection]]:
         """Use the detector's batched path when it has one (dlib CNN, MTCNN)."""

@@ -61,9 +61,55 @@ class FaceEvalSetup:
     run_dir: Path
 
 
+def detector_options(spec: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in spec.items() if k not in {"name", "threshold", "thresholds"}}
+
+
+def thresholds_of(spec: dict[str, Any]) -> list[float]:
+    """`thresholds: [0.5, 0.7, 0.9]` (the first is the headline) or one `threshold`."""
+    values = spec.get("thresholds") or [spec.get("threshold", 0.0)]
+    return [float(v) for v in values]
+
+
 def _detector(spec: dict[str, Any]):
-    options = {k: v for k, v in spec.items() if k not in {"name", "threshold"}}
-    return build_detector(spec["name"], **options)
+    return build_detector(spec["name"], **detector_options(spec))
+
+
+@dataclass
+class DetectionCheck:
+    """One detector run once per batch, scored at each of its thresholds."""
+
+    spec: dict[str, Any]
+    original_scores: np.ndarray  # best score per original image (-inf: no face)
+    evaluated: np.ndarray  # images in the evaluation at all
+
+    def __post_init__(self) -> None:
+        self.detector = _detector(self.spec)
+        self.metrics = {
+            t: DetectionRate(self.detector, score_threshold=t) for t in thresholds_of(self.spec)
+        }
+
+    def flags(self, threshold: float) -> np.ndarray:
+        """Evaluated images whose original this detector found at `threshold` (protocols 6)."""
+        return self.evaluated & (self.original_scores >= threshold)
+
+    def update(self, outputs: list[np.ndarray], indices: list[int]) -> None:
+        detections = self.detector.detect_batch(outputs)
+        for threshold, metric in self.metrics.items():
+            metric.update_detections(detections, self.flags(threshold)[indices])
+
+    def result(self) -> dict[str, Any]:
+        by_threshold = {
+            str(t): {"rate": float(m.compute()), "evaluated": int(self.flags(t).sum())}
+            for t, m in self.metrics.items()
+        }
+        headline = thresholds_of(self.spec)[0]
+        return {
+            "rate": by_threshold[str(headline)]["rate"],
+            "threshold": headline,
+            "evaluated": by_threshold[str(headline)]["evaluated"],
+            "by_threshold": by_threshold,
+        }
 
 
 class OriginalsPass:
@@ -101,28 +147,24 @@ class OriginalsPass:
         ]
         return all_faces, chosen
 
-    def detected(
-        self, spec: dict[str, Any], evaluated: np.ndarray, all_faces: list[list[Face]]
-    ) -> np.ndarray:
-        """Whether detector `spec` finds a face (score >= threshold) in each original."""
-        threshold = float(spec.get("threshold", 0.0))
-        same = {k: v for k, v in spec.items() if k != "threshold"} == self.setup.box_detector
-        if same:  # the box detector already ran on every original
-            flags = [any(f.score >= threshold for f in faces) for faces in all_faces]
-            return np.array(flags, dtype=bool) & evaluated
-        key = self._key(
-            "detected", detector=spec, weights=weight_hashes(DETECTOR_WEIGHTS[spec["name"]])
-        )
+    def max_scores(self, spec: dict[str, Any], all_faces: list[list[Face]]) -> np.ndarray:
+        """The best score detector `spec` gives each original (-inf: no face), so any
+        threshold can be applied afterwards without detecting again."""
+        options = detector_options(spec)
+        if {"name": spec["name"], **options} == self.setup.box_detector:
+            return np.array([max((f.score for f in faces), default=-np.inf) for faces in all_faces])
+        weights = weight_hashes(DETECTOR_WEIGHTS[spec["name"]])
+        key = self._key("max_scores", detector=spec["name"], options=options, weights=weights)
 
         def compute() -> torch.Tensor:
             detector = _detector(spec)
-            flags = []
+            scores = []
             for path in tqdm(self.paths, desc=f"originals: {spec['name']} detection"):
-                flags.append(any(f.score >= threshold for f in detector.detect(read_image(path))))
-            return torch.tensor(flags, dtype=torch.bool)
+                found = detector.detect(read_image(path))
+                scores.append(max((f.score for f in found), default=-np.inf))
+            return torch.tensor(scores, dtype=torch.float64)
 
-        flags = self.setup.cache.get_or_compute("detected", key, compute).numpy()
-        return flags & evaluated
+        return self.setup.cache.get_or_compute("max_scores", key, compute).numpy()
 
     def embeddings(self, name: str, chosen: list[Face | None]) -> torch.Tensor:
         weights = weight_hashes(EMBEDDER_WEIGHTS[name])
@@ -170,11 +212,7 @@ def evaluate_faces(setup: FaceEvalSetup) -> dict[str, Any]:
     labels = torch.tensor([labels_of[r.identity] for r in setup.records])
 
     detection = {
-        spec["name"]: (
-            DetectionRate(_detector(spec), score_threshold=float(spec.get("threshold", 0.0))),
-            originals.detected(spec, evaluated, all_faces),
-            spec,
-        )
+        spec["name"]: DetectionCheck(spec, originals.max_scores(spec, all_faces), evaluated)
         for spec in setup.detectors
     }
     reid = {}
@@ -219,8 +257,8 @@ def evaluate_faces(setup: FaceEvalSetup) -> dict[str, Any]:
         ]
         seeds = [stable_seed(setup.records[i].image_id, setup.seed) for i in chunk]
         outputs = setup.anonymizer.anonymize(subjects, seeds=seeds)
-        for metric, flags, _ in detection.values():
-            metric.update(outputs, flags[list(chunk)])
+        for check in detection.values():
+            check.update(outputs, list(chunk))
         for metric, embedder in reid.values():
             vectors = embedder.embed(outputs, [chosen[i] for i in chunk])
             metric.update(
@@ -238,12 +276,8 @@ def evaluate_faces(setup: FaceEvalSetup) -> dict[str, Any]:
             grid.add(image, output)
 
     result: dict[str, Any] = {"detection": {}, "reid": {}}
-    for name, (metric, flags, spec) in detection.items():
-        result["detection"][name] = {
-            "rate": float(metric.compute()),
-            "threshold": float(spec.get("threshold", 0.0)),
-            "evaluated": int(flags.sum()),
-        }
+    for name, check in detection.items():
+        result["detection"][name] = check.result()
     for name, (metric, _) in reid.items():
         scores = metric.compute()
         entry: dict[str, Any] = {"chance": float(scores["chance"]), "ks": {}}

@@ -99,6 +99,17 @@ def _generic_values(prefix: str, node: Any) -> Iterable[tuple[Key, float, str]]:
             yield from _generic_values(f"{prefix}.{key}", child)
 
 
+def _threshold_values(
+    name: str, variant: str, by_threshold: dict[str, Any]
+) -> Iterable[tuple[Key, float, str]]:
+    """Detection rates at extra thresholds become variants `detector@threshold`."""
+    for threshold, entry in by_threshold.items():
+        for key, raw in (entry or {}).items():
+            if (v := _number(raw)) is not None:
+                metric, unit = _FIELDS[name].get(key, (f"{name}_{key}", ""))
+                yield (metric, f"{variant}@{threshold}", None), v, unit
+
+
 def _section_values(name: str, section: dict[str, Any]) -> Iterable[tuple[Key, float, str]]:
     if name in _FIELDS or name == "reid":
         for variant, entry in section.items():
@@ -108,7 +119,9 @@ def _section_values(name: str, section: dict[str, Any]) -> Iterable[tuple[Key, f
                 yield from _reid_values(variant, entry)
                 continue
             for key, raw in entry.items():
-                if (v := _number(raw)) is not None:
+                if key == "by_threshold" and isinstance(raw, dict):
+                    yield from _threshold_values(name, variant, raw)
+                elif (v := _number(raw)) is not None:
                     metric, unit = _FIELDS[name].get(key, (f"{name}_{key}", ""))
                     yield (metric, variant, None), v, unit
     elif name in _SCALARS:
