@@ -156,6 +156,9 @@ def evaluate(cfg: DictConfig, run_dir: Path | None = None) -> dict[str, Any]:
         json.dump(results, handle, indent=2)
     from deid_eval.report import write_run_outputs
 
-    write_run_outputs(run_dir, results)
-    print(f"results: {run_dir / 'results.json'}")
+    written = write_run_outputs(run_dir, results)
+    tables = Path(written.get("tables.md", run_dir / "tables.md"))
+    if tables.is_file():
+        print(tables.read_text())
+    print(f"results: {run_dir / 'results.json'} (tables, CSV, plots and samples beside it)")
     return results

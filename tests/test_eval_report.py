@@ -315,3 +315,29 @@ def test_callback_never_crashes_the_sweep(tmp_path: Path, caplog: pytest.LogCapt
     (bad / "results.json").write_text("{")
     MergeReportCallback().on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(bad)}}}))
     assert "not valid JSON" in caplog.text
+
+
+def test_extra_detection_thresholds_become_variants() -> None:
+    from deid_eval.report import result_rows
+
+    results = {
+        "method": "blur9",
+        "dataset": {"name": "demo", "split": "val"},
+        "metrics": {
+            "detection": {
+                "mtcnn": {
+                    "rate": 0.9,
+                    "threshold": 0.5,
+                    "evaluated": 20,
+                    "by_threshold": {
+                        "0.5": {"rate": 0.9, "evaluated": 20},
+                        "0.7": {"rate": 0.8, "evaluated": 19},
+                    },
+                }
+            }
+        },
+    }
+    rates = {
+        r["variant"]: r["value"] for r in result_rows(results) if r["metric"] == "detection_rate"
+    }
+    assert rates == {"mtcnn": 0.9, "mtcnn@0.7": 0.8}

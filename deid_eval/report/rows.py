@@ -100,10 +100,13 @@ def _generic_values(prefix: str, node: Any) -> Iterable[tuple[Key, float, str]]:
 
 
 def _threshold_values(
-    name: str, variant: str, by_threshold: dict[str, Any]
+    name: str, variant: str, by_threshold: dict[str, Any], headline: Any
 ) -> Iterable[tuple[Key, float, str]]:
-    """Detection rates at extra thresholds become variants `detector@threshold`."""
+    """Detection rates at extra thresholds become variants `detector@threshold` (the headline
+    threshold is the plain `detector` variant already)."""
     for threshold, entry in by_threshold.items():
+        if headline is not None and float(threshold) == float(headline):
+            continue
         for key, raw in (entry or {}).items():
             if (v := _number(raw)) is not None:
                 metric, unit = _FIELDS[name].get(key, (f"{name}_{key}", ""))
@@ -120,7 +123,7 @@ def _section_values(name: str, section: dict[str, Any]) -> Iterable[tuple[Key, f
                 continue
             for key, raw in entry.items():
                 if key == "by_threshold" and isinstance(raw, dict):
-                    yield from _threshold_values(name, variant, raw)
+                    yield from _threshold_values(name, variant, raw, entry.get("threshold"))
                 elif (v := _number(raw)) is not None:
                     metric, unit = _FIELDS[name].get(key, (f"{name}_{key}", ""))
                     yield (metric, variant, None), v, unit
