@@ -23,6 +23,7 @@ from deid.errors import DeidError
 from deid.media import atomic_write
 from deid_eval import provenance
 from deid_eval.cache import FeatureCache, cache_key, fingerprint_files
+from deid_eval.pipelines.models import resolve_device
 from deid_eval.ranges import parse_ks
 
 SUITES = ("faces", "lfw", "bodies")
@@ -92,6 +93,7 @@ def _run_faces(cfg: DictConfig, anonymizer: Anonymizer, run_dir: Path, cache: Fe
         cache=cache,
         dataset_key=fingerprint_files([r.path for r in records]),
         run_dir=run_dir,
+        device=resolve_device(cfg.get("device")),
     )
     outcome = evaluate_faces(setup)
     info.update(outcome["counts"])
@@ -110,6 +112,7 @@ def _run_faces(cfg: DictConfig, anonymizer: Anonymizer, run_dir: Path, cache: Fe
         "fid_inputs": "whole images, area-resized to 299, then pytorch-fid's bilinear resize",
         "ks": setup.ks,
         "seed": setup.seed,
+        "device": setup.device,
     }
     return outcome["metrics"], info, protocol, weights
 

@@ -22,8 +22,6 @@ from deid.datasets.records import FaceRecord, identity_labels
 from deid.faces import (
     Face,
     LandmarkPredictor,
-    build_detector,
-    build_embedder,
     center_weighted_face,
 )
 from deid.media import read_image
@@ -35,6 +33,12 @@ from deid_eval.pipelines.common import (
     batched,
     stable_seed,
     to_tensor_batch,
+)
+from deid_eval.pipelines.models import (
+    detector_options,
+    make_detector,
+    make_embedder,
+    thresholds_of,
 )
 from deid_eval.provenance import DETECTOR_WEIGHTS, EMBEDDER_WEIGHTS, weight_hashes
 
@@ -59,20 +63,7 @@ class FaceEvalSetup:
     cache: FeatureCache
     dataset_key: str
     run_dir: Path
-
-
-def detector_options(spec: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in spec.items() if k not in {"name", "threshold", "thresholds"}}
-
-
-def thresholds_of(spec: dict[str, Any]) -> list[float]:
-    """`thresholds: [0.5, 0.7, 0.9]` (the first is the headline) or one `threshold`."""
-    values = spec.get("thresholds") or [spec.get("threshold", 0.0)]
-    return [float(v) for v in values]
-
-
-def _detector(spec: dict[str, Any]):
-    return build_detector(spec["name"], **detector_options(spec))
+    device: str = "cpu"
 
 
 @dataclass
@@ -82,9 +73,10 @@ class DetectionCheck:
     spec: dict[str, Any]
     original_scores: np.ndarray  # best score per original image (-inf: no face)
     evaluated: np.ndarray  # images in the evaluation at all
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
-        self.detector = _detector(self.spec)
+        self.detector = make_detector(self.spec, self.device)
         self.metrics = {
             t: DetectionRate(self.detector, score_threshold=t) for t in thresholds_of(self.spec)
         }
@@ -129,7 +121,8 @@ class OriginalsPass:
         key = self._key("faces", detector=spec, weights=weights)
 
         def compute() -> list[dict]:
-            detector, predictor = _detector(spec), LandmarkPredictor()
+            detector = make_detector(spec, self.setup.device)
+            predictor = LandmarkPredictor()
             found = []
             for path in tqdm(self.paths, desc=f"originals: {spec['name']} + landmarks"):
                 image = read_image(path)
@@ -157,7 +150,7 @@ class OriginalsPass:
         key = self._key("max_scores", detector=spec["name"], options=options, weights=weights)
 
         def compute() -> torch.Tensor:
-            detector = _detector(spec)
+            detector = make_detector(spec, self.setup.device)
             scores = []
             for path in tqdm(self.paths, desc=f"originals: {spec['name']} detection"):
                 found = detector.detect(read_image(path))
@@ -171,7 +164,7 @@ class OriginalsPass:
         key = self._key("embeddings", embedder=name, faces=self.setup.box_detector, weights=weights)
 
         def compute() -> torch.Tensor:
-            embedder = build_embedder(name)
+            embedder = make_embedder(name, self.setup.device)
             rows = torch.zeros(len(self.paths), embedder.dim)
             todo = [i for i, face in enumerate(chosen) if face is not None]
             for chunk in tqdm(
@@ -212,7 +205,9 @@ def evaluate_faces(setup: FaceEvalSetup) -> dict[str, Any]:
     labels = torch.tensor([labels_of[r.identity] for r in setup.records])
 
     detection = {
-        spec["name"]: DetectionCheck(spec, originals.max_scores(spec, all_faces), evaluated)
+        spec["name"]: DetectionCheck(
+            spec, originals.max_scores(spec, all_faces), evaluated, setup.device
+        )
         for spec in setup.detectors
     }
     reid = {}
@@ -220,16 +215,16 @@ def evaluate_faces(setup: FaceEvalSetup) -> dict[str, Any]:
         gallery = originals.embeddings(name, chosen)
         metric = ReIdRecall(ks=setup.ks)
         metric.update(gallery[todo], labels[todo], torch.tensor(todo), role="gallery")
-        reid[name] = (metric, build_embedder(name))
+        reid[name] = (metric, make_embedder(name, setup.device))
     fid_metric = kid_metric = extractor = None
     if setup.fid or setup.kid:
         from deid.features.fid_inception import load_fid_inception
 
-        extractor = load_fid_inception("cpu")
+        extractor = load_fid_inception(setup.device)
 
         def extract(batch: torch.Tensor) -> torch.Tensor:
             with torch.inference_mode():
-                return extractor(batch.float() / 255.0).double()
+                return extractor(batch.to(setup.device).float() / 255.0).double().cpu()
 
         real = originals.fid_features(extract, todo)
         if setup.fid:

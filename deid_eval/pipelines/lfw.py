@@ -39,8 +39,6 @@ from deid.faces import (
     EMBEDDERS,
     Face,
     LandmarkPredictor,
-    build_detector,
-    build_embedder,
     center_weighted_face,
 )
 from deid.media import read_image
@@ -48,6 +46,7 @@ from deid_eval import provenance
 from deid_eval.cache import FeatureCache, cache_key, fingerprint_files
 from deid_eval.metrics import LFWVerification
 from deid_eval.pipelines.common import PersonMasker, SampleGrid, batched, stable_seed
+from deid_eval.pipelines.models import make_detector, make_embedder, resolve_device
 
 DETECTOR: dict[str, Any] = {"name": "mtcnn"}  # facenet-pytorch defaults, as the protocol uses
 FALLBACK_DIVISOR = 2.2  # LFW crops are the Viola-Jones face box enlarged 2.2x
@@ -72,6 +71,7 @@ class LFWEvalSetup:
     samples: int
     cache: FeatureCache
     run_dir: Path
+    device: str | None = None
 
     def __post_init__(self) -> None:
         self.images = sorted({p for pair in self.pairs for p in (pair.path_a, pair.path_b)})
@@ -158,15 +158,16 @@ def anonymized_faces(
 class LFWModels:
     """MTCNN, the landmark model and the embedders, each loaded once and only when needed."""
 
-    def __init__(self, crop: dict[str, Any]) -> None:
+    def __init__(self, crop: dict[str, Any], device: str = "cpu") -> None:
         self.crop = crop
+        self.device = device
         self._detector: Any = None
         self._landmarks: LandmarkPredictor | None = None
         self._embedders: dict[str, Any] = {}
 
     def detector(self) -> Any:
         if self._detector is None:
-            self._detector = build_detector(**DETECTOR)
+            self._detector = make_detector(DETECTOR, self.device)
         return self._detector
 
     def landmarks(self) -> LandmarkPredictor:
@@ -178,7 +179,7 @@ class LFWModels:
         """FaceNet with the protocol crop (image_size 160, margin 14); others as they are."""
         if name not in self._embedders:
             options = self.crop if name.startswith("facenet") else {}
-            self._embedders[name] = build_embedder(name, **options)
+            self._embedders[name] = make_embedder(name, self.device, **options)
         return self._embedders[name]
 
 
@@ -356,7 +357,7 @@ def verify(setup: LFWEvalSetup, distances: list[float]) -> dict[str, Any]:
 
 def evaluate_lfw(setup: LFWEvalSetup) -> dict[str, dict[str, Any]]:
     """Run the protocol; returns {embedder: metrics} for the usable embedders."""
-    models = LFWModels(setup.crop)
+    models = LFWModels(setup.crop, resolve_device(setup.device))
     originals = LFWOriginals(setup, models)
     found = originals.faces()
     fell_back = found[2]
@@ -404,6 +405,7 @@ def run_lfw(
         samples=int(metrics_cfg.get("samples", 8)),
         cache=cache,
         run_dir=run_dir,
+        device=cfg.get("device"),
     )
     per_embedder: dict[str, Any] = evaluate_lfw(setup)
     per_embedder.update({name: {"skipped": reason} for name, reason in skipped.items()})

@@ -27,7 +27,7 @@ from deid.anonymizers.base import NEEDS_FACES, NEEDS_LANDMARKS, Anonymizer, Subj
 from deid.datasets.records import PersonRecord
 from deid.datasets.registry import build_dataset
 from deid.errors import DeidError
-from deid.faces import Face, LandmarkPredictor, build_detector
+from deid.faces import Face, LandmarkPredictor
 from deid.features.silhouette import (
     CROP_SIZE,
     FEATURE_DIM,
@@ -39,6 +39,7 @@ from deid_eval import provenance
 from deid_eval.cache import FeatureCache, cache_key, fingerprint_files
 from deid_eval.metrics import SilhouetteKNNReId
 from deid_eval.pipelines.common import SampleGrid, batched, stable_seed
+from deid_eval.pipelines.models import make_detector, resolve_device
 from deid_eval.ranges import parse_ks
 
 PAPER_KS = tuple(range(1, 11))  # VQGAN Table I reports k = 1..10
@@ -111,11 +112,6 @@ def source_files(records: Sequence[PersonRecord]) -> list[Path]:
     return sorted(files)
 
 
-def _detector(spec: dict[str, Any]):
-    options = {k: v for k, v in spec.items() if k not in {"name", "threshold"}}
-    return build_detector(spec["name"], **options)
-
-
 class OriginalsPass:
     """Face detections and gallery silhouette features of the originals (cached)."""
 
@@ -136,7 +132,7 @@ class OriginalsPass:
         key = self._key("body_faces", detector=detector_spec, landmarks=landmarks)
 
         def compute() -> list[dict]:
-            detector = _detector(spec)
+            detector = make_detector(spec, str(self.setup.extractor.device))
             predictor = LandmarkPredictor() if landmarks else None
             found = []
             for group in tqdm(self.setup.groups, desc=f"originals: {spec['name']} faces"):
@@ -327,7 +323,7 @@ def _face_spec(cfg: DictConfig, anonymizer: Anonymizer) -> dict[str, Any] | None
 
 
 def _device(cfg: DictConfig) -> str:
-    return str(cfg.get("device") or ("cuda" if torch.cuda.is_available() else "cpu"))
+    return resolve_device(cfg.get("device"))
 
 
 def run_bodies(
