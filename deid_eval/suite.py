@@ -94,6 +94,7 @@ def _run_faces(cfg: DictConfig, anonymizer: Anonymizer, run_dir: Path, cache: Fe
         dataset_key=fingerprint_files([r.path for r in records]),
         run_dir=run_dir,
         device=resolve_device(cfg.get("device")),
+        align=str(metrics.get("align", "none")),
     )
     outcome = evaluate_faces(setup)
     info.update(outcome["counts"])
@@ -109,7 +110,9 @@ def _run_faces(cfg: DictConfig, anonymizer: Anonymizer, run_dir: Path, cache: Fe
         "query_embedding": "anonymized image embedded at the original face box",
         "gallery": "originals of the evaluated images; the query's own source removed for recall",
         "detection": "rate over images whose original the same detector found (protocols.md 6)",
-        "fid_inputs": "whole images, area-resized to 299, then pytorch-fid's bilinear resize",
+        "align": setup.align,
+        "fid_inputs": "the scored images (whole photos, or CIAGAN crops with align=ciagan), "
+        "area-resized to 299, then pytorch-fid's bilinear resize",
         "ks": setup.ks,
         "seed": setup.seed,
         "device": setup.device,

@@ -180,3 +180,29 @@ def test_multirun_over_models_merges_one_table(tmp_path: Path) -> None:
     tables = (sweep / "tables.md").read_text()
     assert "original" in tables and "pixelization 16x16" in tables
     assert (sweep / "results.csv").read_text().count("\n") > 4
+
+
+def test_aligned_crops_score_the_ciagan_crop(tmp_path: Path) -> None:
+    cfg = _cfg(
+        tmp_path, "original", "metrics.align=ciagan", "metrics.fid=false", "metrics.kid=false"
+    )
+    results = evaluate(cfg, run_dir=tmp_path / "aligned")
+    assert results["protocol"]["align"] == "ciagan"
+    reid = results["metrics"]["reid"]["dlib"]
+    assert reid["linkability@1"] == 1.0
+    assert results["metrics"]["detection"]["dlib_hog"]["by_threshold"]["0.5"]["rate"] == 1.0
+    faces_cached = set(
+        results["cache"]["hits"]
+    )  # the photos' detections are shared with align=none
+    assert "embeddings" in set(results["cache"]["computed"]) and "faces" in faces_cached | set(
+        results["cache"]["computed"]
+    )
+
+
+def test_unknown_align_mode_is_one_clear_error(tmp_path: Path) -> None:
+    from deid.errors import DeidError
+
+    with pytest.raises(DeidError, match="metrics.align='tight'"):
+        evaluate(
+            _cfg(tmp_path, "original", "metrics.align=tight", "limit=2"), run_dir=tmp_path / "x"
+        )

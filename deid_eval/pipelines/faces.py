@@ -19,11 +19,13 @@ from tqdm import tqdm
 
 from deid.anonymizers.base import Anonymizer, Subject
 from deid.datasets.records import FaceRecord, identity_labels
+from deid.errors import DeidError
 from deid.faces import (
     Face,
     LandmarkPredictor,
     center_weighted_face,
 )
+from deid.faces.align import CropTransform, crop, eye_transform
 from deid.media import read_image
 from deid_eval.cache import FeatureCache, cache_key
 from deid_eval.metrics import FID, KID, DetectionRate, ReIdRecall
@@ -41,6 +43,8 @@ from deid_eval.pipelines.models import (
     thresholds_of,
 )
 from deid_eval.provenance import DETECTOR_WEIGHTS, EMBEDDER_WEIGHTS, weight_hashes
+
+ALIGN_MODES = ("none", "ciagan")
 
 
 @dataclass
@@ -64,6 +68,7 @@ class FaceEvalSetup:
     dataset_key: str
     run_dir: Path
     device: str = "cpu"
+    align: str = "none"  # "ciagan": score CIAGAN crops of the evaluated faces (ImageViews)
 
 
 @dataclass
@@ -104,15 +109,62 @@ class DetectionCheck:
         }
 
 
+def face_in_crop(face: Face, transform: CropTransform) -> Face:
+    """The same face in crop coordinates (axis-aligned crops map boxes to boxes)."""
+    x0, y0, x1, y1 = face.box
+    corners = transform.apply(np.array([[x0 - 0.5, y0 - 0.5], [x1 - 0.5, y1 - 0.5]])) + 0.5
+    box = (*corners.min(axis=0), *corners.max(axis=0))
+    landmarks = None if face.landmarks is None else transform.apply(face.landmarks)
+    return Face(box=box, score=face.score, landmarks=landmarks)
+
+
+class ImageViews:
+    """What the suite scores for each record: the whole photo, or (`align="ciagan"`) the CIAGAN
+    crop of its evaluated face (eye-centred, 178x218, like CelebA's aligned images), so photo
+    datasets are scored at the face scale the papers' numbers come from."""
+
+    def __init__(
+        self, paths: list[str], all_faces: list[list[Face]], chosen: list[Face | None], align: str
+    ) -> None:
+        if align not in ALIGN_MODES:
+            raise DeidError(f"metrics.align={align!r}: choose one of {', '.join(ALIGN_MODES)}")
+        self.paths, self.align = paths, align
+        self.transforms: list[CropTransform | None] = [None] * len(paths)
+        self.faces, self.chosen = all_faces, chosen
+        if align == "ciagan":
+            self.transforms = [_ciagan_transform(face) for face in chosen]
+            self.chosen = [
+                None if t is None else face_in_crop(face, t)  # type: ignore[arg-type]
+                for face, t in zip(chosen, self.transforms, strict=True)
+            ]
+            self.faces = [[] if face is None else [face] for face in self.chosen]
+
+    def image(self, index: int) -> np.ndarray:
+        image = read_image(self.paths[index])
+        transform = self.transforms[index]
+        return image if transform is None else crop(image, transform, interpolation="cubic")
+
+
+def _ciagan_transform(face: Face | None) -> CropTransform | None:
+    if face is None or face.landmarks is None or len(face.landmarks) != 68:
+        return None
+    return eye_transform(face.landmarks)
+
+
 class OriginalsPass:
     """Detections, embeddings and FID features of the original images (cached)."""
 
     def __init__(self, setup: FaceEvalSetup) -> None:
         self.setup = setup
         self.paths = [str(r.path) for r in setup.records]
+        self.views: ImageViews | None = None  # set once faces() ran
 
     def _key(self, kind: str, **options: Any) -> str:
         return cache_key(kind=kind, dataset=self.setup.dataset_key, **options)
+
+    def _view_key(self, kind: str, **options: Any) -> str:
+        """Keys of what is computed on the views: they depend on the crops too."""
+        return self._key(kind, align=self.setup.align, faces=self.setup.box_detector, **options)
 
     def faces(self) -> tuple[list[list[Face]], list[Face | None]]:
         """Every face of each original (with 68 landmarks) and the evaluated one, if any."""
@@ -143,25 +195,33 @@ class OriginalsPass:
     def max_scores(self, spec: dict[str, Any], all_faces: list[list[Face]]) -> np.ndarray:
         """The best score detector `spec` gives each original (-inf: no face), so any
         threshold can be applied afterwards without detecting again."""
+        assert self.views is not None
         options = detector_options(spec)
-        if {"name": spec["name"], **options} == self.setup.box_detector:
+        same = {"name": spec["name"], **options} == self.setup.box_detector
+        if same and self.setup.align == "none":
             return np.array([max((f.score for f in faces), default=-np.inf) for faces in all_faces])
         weights = weight_hashes(DETECTOR_WEIGHTS[spec["name"]])
-        key = self._key("max_scores", detector=spec["name"], options=options, weights=weights)
+        key = self._view_key("max_scores", detector=spec["name"], options=options, weights=weights)
+        views = self.views
 
         def compute() -> torch.Tensor:
             detector = make_detector(spec, self.setup.device)
             scores = []
-            for path in tqdm(self.paths, desc=f"originals: {spec['name']} detection"):
-                found = detector.detect(read_image(path))
+            for index in tqdm(range(len(self.paths)), desc=f"originals: {spec['name']} detection"):
+                if views.chosen[index] is None:  # not evaluated: skip the work
+                    scores.append(-np.inf)
+                    continue
+                found = detector.detect(views.image(index))
                 scores.append(max((f.score for f in found), default=-np.inf))
             return torch.tensor(scores, dtype=torch.float64)
 
         return self.setup.cache.get_or_compute("max_scores", key, compute).numpy()
 
-    def embeddings(self, name: str, chosen: list[Face | None]) -> torch.Tensor:
+    def embeddings(self, name: str) -> torch.Tensor:
+        assert self.views is not None
+        views, chosen = self.views, self.views.chosen
         weights = weight_hashes(EMBEDDER_WEIGHTS[name])
-        key = self._key("embeddings", embedder=name, faces=self.setup.box_detector, weights=weights)
+        key = self._view_key("embeddings", embedder=name, weights=weights)
 
         def compute() -> torch.Tensor:
             embedder = make_embedder(name, self.setup.device)
@@ -170,7 +230,7 @@ class OriginalsPass:
             for chunk in tqdm(
                 list(batched(todo, self.setup.batch_size)), desc=f"originals: {name}"
             ):
-                images = [read_image(self.paths[i]) for i in chunk]
+                images = [views.image(i) for i in chunk]
                 rows[list(chunk)] = torch.from_numpy(
                     embedder.embed(images, [chosen[i] for i in chunk])
                 )
@@ -179,15 +239,17 @@ class OriginalsPass:
         return self.setup.cache.get_or_compute("embeddings", key, compute)
 
     def fid_features(self, extract, todo: list[int]) -> torch.Tensor:
+        assert self.views is not None
+        views = self.views
         weights = weight_hashes(["fid_inception"])
-        key = self._key("fid_features", network="fid_inception", images=todo, weights=weights)
+        key = self._view_key("fid_features", network="fid_inception", images=todo, weights=weights)
 
         def compute() -> torch.Tensor:
             chunks = []
             for chunk in tqdm(
                 list(batched(todo, self.setup.batch_size)), desc="originals: FID features"
             ):
-                chunks.append(extract(to_tensor_batch([read_image(self.paths[i]) for i in chunk])))
+                chunks.append(extract(to_tensor_batch([views.image(i) for i in chunk])))
             return torch.cat(chunks) if chunks else torch.zeros(0, 2048)
 
         return self.setup.cache.get_or_compute("fid_features", key, compute)
@@ -196,7 +258,9 @@ class OriginalsPass:
 def evaluate_faces(setup: FaceEvalSetup) -> dict[str, Any]:
     """Run the suite; returns the `metrics` section and the counts of results.json."""
     originals = OriginalsPass(setup)
-    all_faces, chosen = originals.faces()
+    full_faces, full_chosen = originals.faces()
+    views = originals.views = ImageViews(originals.paths, full_faces, full_chosen, setup.align)
+    all_faces, chosen = views.faces, views.chosen
     evaluated = np.array([face is not None for face in chosen])
     todo = [i for i in range(len(setup.records)) if evaluated[i]]
     if not todo:
@@ -212,7 +276,7 @@ def evaluate_faces(setup: FaceEvalSetup) -> dict[str, Any]:
     }
     reid = {}
     for name in setup.embedders:
-        gallery = originals.embeddings(name, chosen)
+        gallery = originals.embeddings(name)
         metric = ReIdRecall(ks=setup.ks)
         metric.update(gallery[todo], labels[todo], torch.tensor(todo), role="gallery")
         reid[name] = (metric, make_embedder(name, setup.device))
@@ -245,7 +309,7 @@ def evaluate_faces(setup: FaceEvalSetup) -> dict[str, Any]:
     for chunk in tqdm(
         list(batched(todo, setup.batch_size)), desc=f"anonymize + score ({setup.anonymizer.name})"
     ):
-        images = [read_image(setup.records[i].path) for i in chunk]
+        images = [views.image(i) for i in chunk]
         subjects = [
             Subject(image=image, faces=all_faces[i], person_mask=masker(image))
             for image, i in zip(images, chunk, strict=True)
