@@ -341,3 +341,18 @@ def test_extra_detection_thresholds_become_variants() -> None:
         r["variant"]: r["value"] for r in result_rows(results) if r["metric"] == "detection_rate"
     }
     assert rates == {"mtcnn": 0.9, "mtcnn@0.7": 0.8}
+
+
+def test_aligned_and_whole_photo_runs_get_separate_tables(tmp_path: Path) -> None:
+    from deid_eval.report import render_tables
+
+    def run(align: str) -> dict:
+        return {
+            "method": "blur9",
+            "dataset": {"name": "demo", "split": "val", "images": 25, "identities": 5},
+            "protocol": {"align": align},
+            "metrics": {"detection": {"dlib_hog": {"rate": 0.5, "threshold": 0.0}}},
+        }
+
+    text = render_tables([run("none"), run("ciagan")])
+    assert "Dataset demo (val):" in text and "Dataset demo (val, ciagan crops):" in text

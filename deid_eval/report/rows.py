@@ -207,8 +207,14 @@ def _values(results: dict[str, Any]) -> dict[Key, float]:
 
 
 def _group_name(run: _Run) -> str:
+    """Dataset, split and what was scored: runs on whole photos and on aligned crops of the
+    same photos are different tables."""
     name, split = run.dataset.get("name", "?"), run.dataset.get("split")
-    return f"{name} ({split})" if split else str(name)
+    align = (run.result.get("protocol") or {}).get("align")
+    parts = [str(split)] if split else []
+    if align and align != "none":
+        parts.append(f"{align} crops")
+    return f"{name} ({', '.join(parts)})" if parts else str(name)
 
 
 def _groups(runs: list[_Run]) -> list[tuple[str, list[_Run]]]:
