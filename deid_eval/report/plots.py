@@ -8,7 +8,7 @@ from typing import Any
 
 from deid.media import atomic_path
 from deid_eval import paper_numbers as paper
-from deid_eval.report.rows import _groups, _Run, _runs
+from deid_eval.report.rows import _group_name, _groups, _Run, _runs
 from deid_eval.report.tables import DEEP_DETECTORS, EMBEDDER_ORDER, FACENETS
 
 
@@ -29,14 +29,22 @@ def _save(fig: Any, path: Path) -> Path:
 
 
 def _labeller(runs: list[_Run]) -> Callable[[_Run], str]:
-    """Run labels, with the dataset added when the plotted runs come from several."""
+    """Run labels, with the dataset group (name, split, crops) added when there are several."""
     several = len(_groups(runs)) > 1
-    return lambda r: f"{r.label} ({r.dataset.get('name', '?')})" if several else r.label
+    return lambda r: f"{r.label} ({_group_name(r)})" if several else r.label
 
 
 def _colours(runs: list[_Run]) -> dict[int, str]:
-    """One colour per run, the same in every panel."""
-    return {id(run): f"C{i % 10}" for i, run in enumerate(runs)}
+    """One colour per method, the same in every panel and dataset group."""
+    methods = list(dict.fromkeys(run.method for run in runs))
+    return {id(run): f"C{methods.index(run.method) % 10}" for run in runs}
+
+
+def _markers(runs: list[_Run]) -> dict[int, str]:
+    """One marker per dataset group, so two groups of the same methods stay apart."""
+    groups = [name for name, _ in _groups(runs)]
+    shapes = "os^Dv"
+    return {id(run): shapes[groups.index(_group_name(run)) % len(shapes)] for run in runs}
 
 
 def plot_reid_vs_k(results_list: Sequence[dict[str, Any]], path: Path) -> Path | None:
@@ -57,13 +65,13 @@ def plot_reid_vs_k(results_list: Sequence[dict[str, Any]], path: Path) -> Path |
     if not panels:
         return None
     label = _labeller([r for *_, lines in panels for r, _ in lines])
-    colour = _colours(runs)
+    colour, marker = _colours(runs), _markers(runs)
     fig = _figure(5.0 * len(panels), 4.0)
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     for ax, (title, metric, variant, lines) in zip(axes, panels, strict=True):
         for run, ks in lines:
             ys = [100 * run.get(metric, variant, k) for k in ks]
-            ax.plot(ks, ys, marker="o", color=colour[id(run)], label=label(run))
+            ax.plot(ks, ys, marker=marker[id(run)], color=colour[id(run)], label=label(run))
             ref = paper.vqgan_table1_row(run.method) if metric == "silhouette_reid" else None
             if ref is not None:
                 ax.plot(
@@ -128,12 +136,12 @@ def plot_detection_vs_recall(results_list: Sequence[dict[str, Any]], path: Path)
     det, emb = pair
     points = [(r, p) for r in runs if (p := _point(r, det, emb)) is not None]
     label = _labeller([r for r, _ in points])
-    colour = _colours(runs)
+    colour, marker = _colours(runs), _markers(runs)
     fig = _figure(6.5, 5.5)
     ax = fig.subplots()
     paper_drawn = False
     for run, (x, y) in points:
-        ax.scatter([x], [y], color=colour[id(run)], zorder=3)
+        ax.scatter([x], [y], color=colour[id(run)], marker=marker[id(run)], zorder=3)
         ax.annotate(label(run), (x, y), textcoords="offset points", xytext=(5, 5))
         ref = _paper_point(run.method, det, emb)
         if ref is not None:
