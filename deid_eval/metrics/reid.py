@@ -65,6 +65,14 @@ def as_index_vector(x: Any, n: int, name: str, device: torch.device) -> Tensor:
     return x.long()
 
 
+def check_same_width(seen: list[Tensor], new: Tensor, what: str = "embedding") -> None:
+    """Every update must bring vectors as wide as the ones stored before."""
+    if seen and seen[0].shape[1] != new.shape[1]:
+        raise ValueError(
+            f"{what} dimension {new.shape[1]} differs from the {seen[0].shape[1]} seen before"
+        )
+
+
 def cat_state(state: list[Tensor] | Tensor) -> Tensor | None:
     """Concatenated list state, or None when nothing was added (on any rank)."""
     if isinstance(state, list) and not state:
@@ -185,12 +193,7 @@ class ReIdRecall(Metric):
                 raise ValueError(f"ids are required for {role} items in the anonymization mode")
             ids = torch.full((n,), -1, dtype=torch.long, device=device)
         ids = as_index_vector(ids, n, "ids", device)
-        seen = [*self.query_embeddings, *self.gallery_embeddings]
-        if seen and seen[0].shape[1] != embeddings.shape[1]:
-            raise ValueError(
-                f"embedding dimension {embeddings.shape[1]} differs from the "
-                f"{seen[0].shape[1]} seen before"
-            )
+        check_same_width([*self.query_embeddings, *self.gallery_embeddings], embeddings)
         getattr(self, f"{role}_embeddings").append(embeddings)
         getattr(self, f"{role}_labels").append(labels)
         getattr(self, f"{role}_ids").append(ids)

@@ -25,6 +25,7 @@ from deid_eval.metrics.reid import (
     cat_state,
     check_ks,
     check_role,
+    check_same_width,
     cumulative_hits,
     dedupe_by_id,
     source_positions,
@@ -67,12 +68,7 @@ class SilhouetteKNNReId(Metric):
         ids = as_index_vector(ids, features.shape[0], "ids", features.device)
         if bool((ids < 0).any()):
             raise ValueError("ids must be non-negative person ids")
-        seen = [*self.query_features, *self.gallery_features]
-        if seen and seen[0].shape[1] != features.shape[1]:
-            raise ValueError(
-                f"feature dimension {features.shape[1]} differs from the "
-                f"{seen[0].shape[1]} seen before"
-            )
+        check_same_width([*self.query_features, *self.gallery_features], features, "feature")
         getattr(self, f"{role}_features").append(features)
         getattr(self, f"{role}_ids").append(ids)
 

@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 import torch
 
+from deid.faces import Face, center_weighted_face
 from deid.media import write_image
 
 T = TypeVar("T")
@@ -92,3 +93,14 @@ class PersonMasker:
 
             self._segmenter = build_segmenter("mediapipe")
         return self._segmenter.segment(image).binary
+
+
+def faces_from_entries(entries: list[dict]) -> tuple[list[list[Face]], list[Face | None]]:
+    """Decode cached `{"shape", "faces"}` entries: every face, and the evaluated one (the
+    centre-weighted face, protocols.md 1.4) or None."""
+    all_faces = [[Face.from_json(f) for f in entry["faces"]] for entry in entries]
+    chosen = [
+        center_weighted_face(faces, entry["shape"])
+        for faces, entry in zip(all_faces, entries, strict=True)
+    ]
+    return all_faces, chosen

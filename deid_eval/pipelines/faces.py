@@ -23,7 +23,6 @@ from deid.errors import DeidError
 from deid.faces import (
     Face,
     LandmarkPredictor,
-    center_weighted_face,
 )
 from deid.faces.align import CropTransform, crop, eye_transform
 from deid.media import read_image
@@ -33,6 +32,7 @@ from deid_eval.pipelines.common import (
     PersonMasker,
     SampleGrid,
     batched,
+    faces_from_entries,
     stable_seed,
     to_tensor_batch,
 )
@@ -185,11 +185,7 @@ class OriginalsPass:
             return found
 
         entries = self.setup.cache.get_or_compute("faces", key, compute)
-        all_faces = [[Face.from_json(f) for f in entry["faces"]] for entry in entries]
-        chosen = [
-            center_weighted_face(faces, entry["shape"])
-            for faces, entry in zip(all_faces, entries, strict=True)
-        ]
+        all_faces, chosen = faces_from_entries(entries)
         return all_faces, chosen
 
     def max_scores(self, spec: dict[str, Any], all_faces: list[list[Face]]) -> np.ndarray:

@@ -45,7 +45,13 @@ from deid.media import read_image
 from deid_eval import provenance
 from deid_eval.cache import FeatureCache, cache_key, fingerprint_files
 from deid_eval.metrics import LFWVerification
-from deid_eval.pipelines.common import PersonMasker, SampleGrid, batched, stable_seed
+from deid_eval.pipelines.common import (
+    PersonMasker,
+    SampleGrid,
+    batched,
+    faces_from_entries,
+    stable_seed,
+)
 from deid_eval.pipelines.models import make_detector, make_embedder, resolve_device
 
 DETECTOR: dict[str, Any] = {"name": "mtcnn"}  # facenet-pytorch defaults, as the protocol uses
@@ -219,11 +225,7 @@ class LFWOriginals:
             return entries
 
         entries = self.setup.cache.get_or_compute("lfw_faces", key, compute)
-        all_faces = [[Face.from_json(f) for f in entry["faces"]] for entry in entries]
-        chosen = [
-            center_weighted_face(faces, entry["shape"])
-            for faces, entry in zip(all_faces, entries, strict=True)
-        ]
+        all_faces, chosen = faces_from_entries(entries)
         fell_back = np.array([bool(entry["fallback"]) for entry in entries])
         return all_faces, chosen, fell_back
 
