@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig
@@ -22,3 +23,13 @@ def run_task(task: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
 
 def not_implemented(what: str, issue: str) -> DeidError:
     return DeidError(f"{what} is not implemented yet (planned in {issue}); see README.md")
+
+
+def run_dir_of(cfg: DictConfig) -> Path:
+    """The Hydra run folder (or `cfg.paths.output_dir` when called without Hydra)."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return Path(HydraConfig.get().runtime.output_dir)
+    except ValueError:
+        return Path(cfg.paths.output_dir)

@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from deid.anonymizers.base import Anonymizer
 from deid.datasets.registry import build_dataset
 from deid.errors import DeidError
+from deid.hydra_entry import run_dir_of
 from deid.media import atomic_write
 from deid_eval import provenance
 from deid_eval.cache import FeatureCache, cache_key, fingerprint_files
@@ -27,16 +28,6 @@ from deid_eval.pipelines.models import resolve_device
 from deid_eval.ranges import parse_ks
 
 SUITES = ("faces", "lfw", "bodies")
-
-
-def run_dir_of(cfg: DictConfig) -> Path:
-    """The Hydra run folder (or `cfg.paths.output_dir` when called without Hydra)."""
-    try:
-        from hydra.core.hydra_config import HydraConfig
-
-        return Path(HydraConfig.get().runtime.output_dir)
-    except ValueError:
-        return Path(cfg.paths.output_dir)
 
 
 def build_anonymizer(cfg: DictConfig) -> Anonymizer:

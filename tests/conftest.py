@@ -38,3 +38,71 @@ def astronaut() -> np.ndarray:
     image = data.astronaut()
     image.setflags(write=False)
     return image
+
+
+# ---------------------------------------------------------------- CIAGAN training fixtures
+TRAIN_IDENTITIES = ("ben_afflek", "madonna", "mindy_kaling")
+
+
+def _demo_photos(demo_root: Path, split: str, name: str, count: int) -> list[Path]:
+    return sorted((demo_root / split / name).glob("*.jpg"))[:count]
+
+
+def _tiny_demo(demo_root: Path, root: Path) -> None:
+    """3 identities x (5 train + 3 val) real demo photos, in the demo layout."""
+    import shutil
+
+    for split, count in (("train", 5), ("val", 3)):
+        for name in TRAIN_IDENTITIES:
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for photo in _demo_photos(demo_root, split, name, count):
+                shutil.copy(photo, folder / photo.name)
+    (root / ".complete").write_text("test fixture\n")
+
+
+def _tiny_celeba(demo_root: Path, root: Path) -> None:
+    """The official CelebA layout with 2 CIAGAN train and 2 CIAGAN test identities (real faces)."""
+    import shutil
+
+    from deid.datasets.celeba import ciagan_identities
+
+    ids = ciagan_identities()
+    chosen = [ids[0], ids[1], ids[-2], ids[-1]]  # first 1,200 train, last 363 test
+    people = ("ben_afflek", "madonna", "mindy_kaling", "elton_john")
+    (root / "img_align_celeba").mkdir(parents=True)
+    rows = []
+    for who, person in zip(chosen, people, strict=True):
+        for photo in _demo_photos(demo_root, "train", person, 4):
+            name = f"{len(rows) + 1:06d}.jpg"
+            shutil.copy(photo, root / "img_align_celeba" / name)
+            rows.append((name, who))
+    (root / "identity_CelebA.txt").write_text("".join(f"{n} {w}\n" for n, w in rows))
+    (root / "list_eval_partition.txt").write_text("".join(f"{n} 0\n" for n, _ in rows))
+
+
+@pytest.fixture(scope="session")
+def tiny_data_dir(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A `paths.data_dir` with small real demo and CelebA sets, both already preprocessed."""
+    from omegaconf import OmegaConf
+
+    from ciagan.preprocess import preprocess
+
+    data_dir = tmp_path_factory.mktemp("data")
+    _tiny_demo(demo_root, data_dir / "demo")
+    _tiny_celeba(demo_root, data_dir / "celeba")
+    for data, out in (
+        ({"name": "demo", "root": str(data_dir / "demo"), "split": "all"}, "demo_all"),
+        ({"name": "celeba", "root": str(data_dir / "celeba"), "split": "ciagan"}, "celeba_ciagan"),
+    ):
+        cfg = {
+            "data": data,
+            "out": str(data_dir / "preprocessed" / out),
+            "detector": {"name": "dlib_hog", "upsample": 1},
+            "workers": 1,
+            "limit": None,
+            "save_maps": False,
+            "crop": {"size": [178, 218], "scale": 5.0},
+        }
+        preprocess(OmegaConf.create(cfg))
+    return data_dir

@@ -36,8 +36,20 @@ def test_cfg_job_prints_resolved_config(
 
 
 def test_unimplemented_task_fails_in_one_line(tmp_path: Path) -> None:
-    result = _run("train.py", f"hydra.run.dir={tmp_path}")
+    result = _run("anonymize.py", f"hydra.run.dir={tmp_path}")
     assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().startswith("error:")
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_training_without_the_dataset_fails_in_one_line_naming_the_file(tmp_path: Path) -> None:
+    (tmp_path / "celeba" / "img_align_celeba").mkdir(parents=True)
+    result = _run(
+        "train.py", "data=celeba_ciagan", f"paths.data_dir={tmp_path}", f"hydra.run.dir={tmp_path}"
+    )
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "identity_CelebA.txt" in result.stderr and "Traceback" not in result.stderr
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().startswith("error:")
     assert len(result.stderr.strip().splitlines()) == 1

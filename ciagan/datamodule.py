@@ -1,0 +1,201 @@
+"""LightningDataModule over a preprocessing manifest (python -m ciagan.preprocess).
+
+Resumable: the module's state (epoch, batches processed) is saved in every checkpoint and the
+sampler skips those batches on resume, so `last.ckpt` continues with the very next batch.
+DDP sharding is done by the sampler itself (set the trainer's `use_distributed_sampler=False`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from omegaconf import OmegaConf
+from torch.utils.data import DataLoader
+
+from ciagan.data import (
+    AugmentConfig,
+    FaceImages,
+    FaceTriplets,
+    identity_index,
+    to_image_tensor,
+    to_map_tensor,
+)
+from ciagan.manifest import FaceEntry, read_manifest
+from ciagan.sampling import ResumableSampler
+from deid.errors import DeidError
+
+log = logging.getLogger("ciagan.data")
+ITEM_KINDS = ("triplets", "images")
+
+
+class CiaganDataModule(pl.LightningDataModule):
+    """Train/val faces from `manifest_dir`; `items="triplets"` for the GAN, "images" for
+    identity pre-training.
+
+    `preprocess` (a `conf/preprocess.yaml`-shaped mapping) lets `prepare_data` build the
+    manifest when it is missing, so `python train.py experiment=ciagan_demo` works on a fresh
+    clone; without it a missing manifest is a one-line error naming the command to run.
+    """
+
+    def __init__(
+        self,
+        manifest_dir: str,
+        train_split: str = "train",
+        val_split: str | None = None,
+        items: str = "triplets",
+        image_size: int = 128,
+        batch_size: int = 16,
+        val_batch_size: int | None = None,
+        num_workers: int = 0,
+        same_prob: float = 0.5,
+        target_rule: str = "different",
+        augment: Mapping[str, float] | None = None,
+        seed: int = 0,
+        num_samples: int = 4,
+        preprocess: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        if items not in ITEM_KINDS:
+            raise DeidError(f"datamodule.items must be one of {ITEM_KINDS}, got {items!r}")
+        self.manifest_dir = Path(manifest_dir)
+        self.train_split = train_split
+        self.val_split = val_split
+        self.items = items
+        self.image_size = image_size
+        self.batch_size = batch_size
+        self.val_batch_size = val_batch_size or batch_size
+        self.num_workers = num_workers
+        self.same_prob = same_prob
+        self.target_rule = target_rule
+        self.augment = AugmentConfig(**dict(augment or {}))
+        self.seed = seed
+        self.num_samples = num_samples
+        self.preprocess = dict(preprocess) if preprocess is not None else None
+        self.train_set: FaceTriplets | None = None
+        self.val_set: FaceImages | None = None
+        self._sampler: ResumableSampler | None = None
+        self._resume: dict[str, int] | None = None
+
+    # ------------------------------------------------------------------ data
+    def prepare_data(self) -> None:
+        if (self.manifest_dir / "manifest.csv").is_file() or self.preprocess is None:
+            return
+        from ciagan.preprocess import preprocess
+
+        log.warning("no manifest in %s: preprocessing the dataset first", self.manifest_dir)
+        preprocess(OmegaConf.create({**self.preprocess, "out": str(self.manifest_dir)}))
+
+    def _split(self, entries: list[FaceEntry], split: str) -> list[FaceEntry]:
+        chosen = [e for e in entries if e.split == split]
+        if not chosen:
+            found = sorted({e.split for e in entries})
+            raise DeidError(
+                f"{self.manifest_dir}/manifest.csv has no faces of split {split!r} "
+                f"(it has: {', '.join(found) or 'none'})"
+            )
+        return chosen
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is not None:
+            return
+        entries = read_manifest(self.manifest_dir)
+        train = self._split(entries, self.train_split)
+        labels = identity_index(train)
+        dataset_cls = FaceTriplets if self.items == "triplets" else FaceImages
+        self.train_set = dataset_cls(
+            train,
+            self.manifest_dir,
+            image_size=self.image_size,
+            same_prob=self.same_prob,
+            target_rule=self.target_rule,
+            augment=self.augment,
+            labels=labels,
+        )
+        if self.val_split is not None:
+            val = self._split(entries, self.val_split)
+            self.val_set = FaceImages(
+                val,
+                self.manifest_dir,
+                image_size=self.image_size,
+                augment=AugmentConfig(0, 0, 0, 0, 0),
+                labels=identity_index(val),
+            )
+
+    @property
+    def num_identities(self) -> int:
+        self.setup()
+        assert self.train_set is not None
+        return self.train_set.num_identities
+
+    def module_kwargs(self) -> dict[str, Any]:
+        """What the LightningModule needs to know about the data to build its networks."""
+        return {"num_identities": self.num_identities, "image_size": self.image_size}
+
+    # ------------------------------------------------------------------ loaders
+    def train_dataloader(self) -> DataLoader:
+        self.setup()
+        assert self.train_set is not None
+        rank, world = 0, 1
+        if self.trainer is not None:
+            rank, world = self.trainer.global_rank, self.trainer.world_size
+        self._sampler = ResumableSampler(
+            len(self.train_set), self.batch_size, self.seed, rank=rank, world_size=world
+        )
+        if self._resume is not None:
+            self._sampler.skip_batches(self._resume["batches"], self._resume["epoch"])
+            self._resume = None
+        return DataLoader(
+            self.train_set,
+            batch_size=self.batch_size,
+            sampler=self._sampler,
+            num_workers=self.num_workers,
+            persistent_workers=False,
+            pin_memory=torch.cuda.is_available(),
+        )
+
+    def val_dataloader(self) -> DataLoader | list:
+        self.setup()
+        if self.val_set is None or self.items != "images":
+            return []
+        return DataLoader(
+            self.val_set,
+            batch_size=self.val_batch_size,
+            shuffle=False,
+            num_workers=self.num_workers,
+        )
+
+    def sample_batch(self) -> dict[str, torch.Tensor]:
+        """A fixed, un-augmented batch for sample grids: the first faces of distinct
+        identities of the validation split (the training split when there is none)."""
+        self.setup()
+        source = self.val_set if self.val_set is not None else self.train_set
+        assert source is not None
+        picked: list[int] = []
+        seen: set[str] = set()
+        for index, entry in enumerate(source.entries):
+            if entry.identity not in seen:
+                seen.add(entry.identity)
+                picked.append(index)
+        picked = (picked + [i for i in range(len(source)) if i not in picked])[: self.num_samples]
+        faces = [source.load(i) for i in picked]
+        return {
+            "image": torch.stack([to_image_tensor(f["image"]) for f in faces]),
+            "landmarks": torch.stack([to_map_tensor(f["landmarks"]) for f in faces]),
+            "mask": torch.stack([to_map_tensor(f["mask"][..., None]) for f in faces]),
+        }
+
+    # ------------------------------------------------------------------ resume
+    def state_dict(self) -> dict[str, int]:
+        if self.trainer is None:
+            return {}
+        batches = self.trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        return {"epoch": int(self.trainer.current_epoch), "batches": int(batches)}
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        if state_dict:
+            self._resume = {"epoch": state_dict["epoch"], "batches": state_dict["batches"]}
