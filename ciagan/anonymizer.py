@@ -133,6 +133,20 @@ class CiaganAnonymizer:
         rng = np.random.default_rng(seed)
         return [int(v) for v in rng.integers(0, self.num_identities, size=count)]
 
+    def subject_identities(self, index: int, subject: Subject) -> list[int]:
+        """The caller's target identities for `subject` (one per face), checked."""
+        chosen = [int(v) for v in subject.identities or []]
+        if len(chosen) != len(subject.faces):
+            raise ValueError(
+                f"subject {index}: {len(chosen)} identities for {len(subject.faces)} faces"
+            )
+        bad = [v for v in chosen if not 0 <= v < self.num_identities]
+        if bad:
+            raise ValueError(
+                f"subject {index}: identity {bad[0]} is out of range (0..{self.num_identities - 1})"
+            )
+        return chosen
+
     @torch.no_grad()
     def generate(
         self, faces: Sequence[PreparedFace], identities: Sequence[int]
@@ -167,7 +181,10 @@ class CiaganAnonymizer:
             faces = [self.prepare(index, subject.image, face) for face in subject.faces]
             seed = None if seeds is None else int(seeds[index])
             prepared.extend(faces)
-            identities.extend(self.target_identities(len(faces), seed))
+            if self.identity is None and subject.identities is not None:
+                identities.extend(self.subject_identities(index, subject))
+            else:  # a fixed identity wins over everything; else drawn from the seed
+                identities.extend(self.target_identities(len(faces), seed))
         generated = self.generate(prepared, identities)
         results = [subject.image.copy() for subject in subjects]
         for face, output in zip(prepared, generated, strict=True):

@@ -33,3 +33,19 @@ def run_dir_of(cfg: DictConfig) -> Path:
         return Path(HydraConfig.get().runtime.output_dir)
     except ValueError:
         return Path(cfg.paths.output_dir)
+
+
+def instantiate_unwrapped(spec: Any, what: str) -> Any:
+    """`hydra.utils.instantiate(spec)`, with the object's own one-line `DeidError` surfaced
+    (Hydra wraps constructor errors in a multi-line InstantiationException)."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    try:
+        return instantiate(spec)
+    except InstantiationException as err:
+        if isinstance(err.__cause__, DeidError):
+            raise err.__cause__ from None
+        cause = err.__cause__ if err.__cause__ is not None else err
+        message = " ".join(str(cause).split())
+        raise DeidError(f"cannot build the {what}: {type(cause).__name__}: {message}") from None

@@ -14,13 +14,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from deid.anonymizers.base import Anonymizer
 from deid.datasets.registry import build_dataset
 from deid.errors import DeidError
-from deid.hydra_entry import run_dir_of
+from deid.hydra_entry import instantiate_unwrapped, run_dir_of
 from deid.media import atomic_write
 from deid_eval import provenance
 from deid_eval.cache import FeatureCache, cache_key, fingerprint_files
@@ -34,7 +33,7 @@ def build_anonymizer(cfg: DictConfig) -> Anonymizer:
     spec = cfg.model.get("anonymizer")
     if spec is None:
         raise DeidError(f"model config has no `anonymizer` entry: {OmegaConf.to_yaml(cfg.model)}")
-    return instantiate(spec)
+    return instantiate_unwrapped(spec, "anonymizer")
 
 
 def _data_options(cfg: DictConfig) -> tuple[dict[str, Any], str | None]:

@@ -35,7 +35,7 @@ def test_cfg_job_prints_resolved_config(
     assert "${" not in result.stdout  # interpolations resolved
 
 
-def test_unimplemented_task_fails_in_one_line(tmp_path: Path) -> None:
+def test_anonymize_without_inputs_fails_in_one_line(tmp_path: Path) -> None:
     result = _run("anonymize.py", f"hydra.run.dir={tmp_path}")
     assert result.returncode == 2
     assert "Traceback" not in result.stderr

@@ -24,12 +24,15 @@ class Subject:
     """One image to anonymize and what is known about the people in it.
 
     `faces` are boxes (+ landmarks where the method needs them) in image pixels;
-    `person_mask` is an (H, W) float/bool mask of the people to replace (body methods).
+    `person_mask` is an (H, W) float/bool mask of the people to replace (body methods);
+    `identities` is the target identity of each face, aligned with `faces`, for methods with
+    identity control (others ignore it); None lets the method choose (e.g. from the seed).
     """
 
     image: np.ndarray
     faces: list[Face] = field(default_factory=list)
     person_mask: np.ndarray | None = None
+    identities: list[int] | None = None
 
 
 @runtime_checkable

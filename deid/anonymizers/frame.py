@@ -1,0 +1,148 @@
+"""One frame through the chosen method, every face that method cannot handle through the fallback.
+
+`FrameAnonymizer(method)(image, faces, identities, person_mask)`:
+1. faces the method cannot take are set aside with a reason: unusable landmarks for a
+   landmark method, a person mask that misses the face for a person-mask method;
+2. the method runs once on the rest (one batch); if it raises or returns something that is not
+   an image of the input's size, it runs again face by face on the accumulating result, so one
+   bad face does not take the others down with it;
+3. every face set aside or failed gets the fallback (strong blur or black box) on top.
+No face is ever returned untouched because something failed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from deid.anonymizers.base import NEEDS_LANDMARKS, NEEDS_PERSON_MASK, Anonymizer, Subject
+from deid.anonymizers.fallback import FALLBACK_MODES, apply_fallback, landmark_problem
+from deid.faces.types import Face
+
+MIN_MASK_COVERAGE = 0.5  # a person-mask method must cover at least half of each face box
+
+
+@dataclass
+class FrameResult:
+    """The anonymized frame and what happened to its faces."""
+
+    image: np.ndarray
+    anonymized: int = 0  # faces the method processed
+    fallbacks: list[str] = field(default_factory=list)  # one reason per face that fell back
+    fallback_faces: list[int] = field(default_factory=list)  # their indices in `faces`
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
+
+
+def mask_coverage(face: Face, mask: np.ndarray) -> float:
+    """Fraction of the (clipped) face box inside the person mask."""
+    height, width = mask.shape[:2]
+    x0, y0, x1, y1 = face.box
+    x0, y0 = max(int(np.floor(x0)), 0), max(int(np.floor(y0)), 0)
+    x1, y1 = min(int(np.ceil(x1)), width), min(int(np.ceil(y1)), height)
+    if x1 <= x0 or y1 <= y0:
+        return 0.0
+    region = mask[y0:y1, x0:x1]
+    inside = region if region.dtype == bool else region >= 0.5
+    return float(inside.mean())
+
+
+class FrameAnonymizer:
+    """Apply `method` to one frame with per-face isolation and a fail-closed fallback."""
+
+    def __init__(self, method: Anonymizer, fallback: str = "blur", expand: float = 0.25) -> None:
+        if fallback not in FALLBACK_MODES:
+            raise ValueError(f"fallback must be one of {FALLBACK_MODES}, got {fallback!r}")
+        self.method = method
+        self.fallback = fallback
+        self.expand = float(expand)
+        self.needs_landmarks = NEEDS_LANDMARKS in method.needs
+        self.needs_mask = NEEDS_PERSON_MASK in method.needs
+
+    def problem(self, face: Face, person_mask: np.ndarray | None) -> str | None:
+        """Why the method cannot take `face` (None when it can)."""
+        if self.needs_landmarks:
+            problem = landmark_problem(face)
+            if problem is not None:
+                return problem
+        if self.needs_mask:
+            if person_mask is None:
+                return "no person mask"
+            if mask_coverage(face, person_mask) < MIN_MASK_COVERAGE:
+                return "the person mask misses this face"
+        return None
+
+    def _run(
+        self,
+        image: np.ndarray,
+        faces: list[Face],
+        identities: list[int] | None,
+        person_mask: np.ndarray | None,
+        seed: int,
+    ) -> np.ndarray:
+        subject = Subject(image, faces, person_mask=person_mask, identities=identities)
+        outputs = self.method.anonymize([subject], seeds=[seed])
+        if len(outputs) != 1:
+            raise ValueError(f"{self.method.name} returned {len(outputs)} images for 1")
+        (out,) = outputs
+        if not isinstance(out, np.ndarray) or out.shape != image.shape or out.dtype != np.uint8:
+            got = getattr(out, "shape", type(out).__name__)
+            raise ValueError(f"{self.method.name} returned {got}, expected {image.shape} uint8")
+        return out
+
+    def __call__(
+        self,
+        image: np.ndarray,
+        faces: Sequence[Face],
+        identities: Sequence[int] | None = None,
+        person_mask: np.ndarray | None = None,
+        seed: int = 0,
+    ) -> FrameResult:
+        faces = list(faces)
+        ids = None if identities is None else [int(v) for v in identities]
+        if ids is not None and len(ids) != len(faces):
+            raise ValueError(f"{len(ids)} identities for {len(faces)} faces")
+        failed: dict[int, str] = {}
+        good: list[int] = []
+        for index, face in enumerate(faces):
+            problem = self.problem(face, person_mask)
+            if problem is None:
+                good.append(index)
+            else:
+                failed[index] = problem
+
+        def pick(indices: list[int]) -> tuple[list[Face], list[int] | None]:
+            return [faces[i] for i in indices], None if ids is None else [ids[i] for i in indices]
+
+        result = image
+        done: list[int] = []
+        if good or self.needs_mask:
+            try:
+                result = self._run(image, *pick(good), person_mask, seed)
+                done = good
+            except Exception as err:  # isolate the face(s) it fails on
+                if len(good) <= 1 or self.needs_mask:
+                    failed.update({i: f"{self.method.name} failed: {_one_line(err)}" for i in good})
+                else:
+                    for index in good:
+                        try:
+                            result = self._run(result, *pick([index]), person_mask, seed)
+                            done.append(index)
+                        except Exception as single:
+                            failed[index] = f"{self.method.name} failed: {_one_line(single)}"
+        if failed:
+            result = result.copy() if result is image else result
+            for index in sorted(failed):
+                apply_fallback(result, faces[index], self.fallback, self.expand)
+        order = sorted(failed)
+        return FrameResult(
+            image=result if result is not image else image.copy(),
+            anonymized=len(done),
+            fallbacks=[failed[i] for i in order],
+            fallback_faces=order,
+        )
