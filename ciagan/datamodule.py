@@ -31,6 +31,7 @@ from deid.errors import DeidError
 
 log = logging.getLogger("ciagan.data")
 ITEM_KINDS = ("triplets", "images")
+DATA_KINDS = ("faces", "bodies")
 
 
 class CiaganDataModule(pl.LightningDataModule):
@@ -40,6 +41,10 @@ class CiaganDataModule(pl.LightningDataModule):
     `preprocess` (a `conf/preprocess.yaml`-shaped mapping) lets `prepare_data` build the
     manifest when it is missing, so `python train.py experiment=ciagan_demo` works on a fresh
     clone; without it a missing manifest is a one-line error naming the command to run.
+
+    `kind="bodies"` trains the paper's full-body variant: `manifest_dir` is a
+    `python -m ciagan.bodies` folder (`preprocess` then has `conf/preprocess_bodies.yaml`'s
+    keys) and items come from `ciagan.body_data` (the silhouette in the `landmarks` key).
     """
 
     def __init__(
@@ -58,10 +63,14 @@ class CiaganDataModule(pl.LightningDataModule):
         seed: int = 0,
         num_samples: int = 4,
         preprocess: Mapping[str, Any] | None = None,
+        kind: str = "faces",
     ) -> None:
         super().__init__()
         if items not in ITEM_KINDS:
             raise DeidError(f"datamodule.items must be one of {ITEM_KINDS}, got {items!r}")
+        if kind not in DATA_KINDS:
+            raise DeidError(f"datamodule.kind must be one of {DATA_KINDS}, got {kind!r}")
+        self.kind = kind
         self.manifest_dir = Path(manifest_dir)
         self.train_split = train_split
         self.val_split = val_split
@@ -85,7 +94,10 @@ class CiaganDataModule(pl.LightningDataModule):
     def prepare_data(self) -> None:
         if (self.manifest_dir / "manifest.csv").is_file() or self.preprocess is None:
             return
-        from ciagan.preprocess import preprocess
+        if self.kind == "bodies":
+            from ciagan.bodies import preprocess_bodies as preprocess
+        else:
+            from ciagan.preprocess import preprocess
 
         log.warning("no manifest in %s: preprocessing the dataset first", self.manifest_dir)
         preprocess(OmegaConf.create({**self.preprocess, "out": str(self.manifest_dir)}))
@@ -103,10 +115,18 @@ class CiaganDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return
-        entries = read_manifest(self.manifest_dir)
+        triplets_cls, images_cls = FaceTriplets, FaceImages
+        if self.kind == "bodies":
+            from ciagan.bodies import read_body_manifest
+            from ciagan.body_data import BodyImages, BodyTriplets
+
+            entries: list[Any] = read_body_manifest(self.manifest_dir)
+            triplets_cls, images_cls = BodyTriplets, BodyImages
+        else:
+            entries = read_manifest(self.manifest_dir)
         train = self._split(entries, self.train_split)
         labels = identity_index(train)
-        dataset_cls = FaceTriplets if self.items == "triplets" else FaceImages
+        dataset_cls = triplets_cls if self.items == "triplets" else images_cls
         self.train_set = dataset_cls(
             train,
             self.manifest_dir,
@@ -118,7 +138,7 @@ class CiaganDataModule(pl.LightningDataModule):
         )
         if self.val_split is not None:
             val = self._split(entries, self.val_split)
-            self.val_set = FaceImages(
+            self.val_set = images_cls(
                 val,
                 self.manifest_dir,
                 image_size=self.image_size,

@@ -81,9 +81,57 @@ def _tiny_celeba(demo_root: Path, root: Path) -> None:
     (root / "list_eval_partition.txt").write_text("".join(f"{n} 0\n" for n, _ in rows))
 
 
+MOTS_SEQUENCES = {"0000": ("ben_afflek", "madonna"), "0001": ("mindy_kaling", "ben_afflek")}
+
+
+def _tiny_mots(demo_root: Path, root: Path, frames: int = 3) -> None:
+    """The MOTS layout (`train/images/<seq>/<frame>.jpg` + `instances_txt/<seq>.txt`, KITTI MOTS
+    RLE lines): per sequence, two real demo people walking right over `frames` frames, their
+    masks MediaPipe's on each photo (pedestrian ids 2001, 2002: class 2); plus a car (class 1)
+    and an ignore region (10000) that readers must skip."""
+    import cv2
+    from pycocotools import mask as mask_utils
+
+    from deid.bodies import build_segmenter
+    from deid.media import read_image, write_image
+
+    height, width = 240, 400
+    with build_segmenter("mediapipe") as segmenter:
+        for seq, people in MOTS_SEQUENCES.items():
+            lines = []
+            for frame in range(frames):
+                canvas = np.full((height, width, 3), 128, np.uint8)
+                ids = np.zeros((height, width), np.int64)
+                ids[0:30, 0:60], ids[0:30, 340:400] = 1001, 10000
+                for k, person in enumerate(people):
+                    photo = read_image(_demo_photos(demo_root, "train", person, frames)[frame])
+                    photo = cv2.resize(photo, (160, 200), interpolation=cv2.INTER_AREA)
+                    mask = segmenter.segment(photo).instances[0]
+                    x = 20 + 200 * k + 5 * frame
+                    canvas[40:240, x : x + 160] = photo
+                    ids[40:240, x : x + 160][mask] = 2001 + k
+                write_image(root / "train" / "images" / seq / f"{frame:06d}.jpg", canvas)
+                for obj_id in (1001, 2001, 2002, 10000):
+                    binary = np.asfortranarray((ids == obj_id).astype(np.uint8))
+                    counts = mask_utils.encode(binary)["counts"].decode("ascii")
+                    cls = 10 if obj_id == 10000 else obj_id // 1000
+                    lines.append(f"{frame} {obj_id} {cls} {height} {width} {counts}\n")
+            (root / "instances_txt").mkdir(parents=True, exist_ok=True)
+            (root / "instances_txt" / f"{seq}.txt").write_text("".join(lines))
+
+
+@pytest.fixture(scope="session")
+def tiny_mots_root(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny MOTS dataset (see `_tiny_mots`): 2 sequences x 3 frames x 2 pedestrians."""
+    root = tmp_path_factory.mktemp("mots")
+    _tiny_mots(demo_root, root)
+    return root
+
+
 @pytest.fixture(scope="session")
 def tiny_data_dir(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A `paths.data_dir` with small real demo and CelebA sets, both already preprocessed."""
+    """A `paths.data_dir` with small real demo and CelebA sets, both already preprocessed
+    (faces), and a tiny MOTS set (bodies are preprocessed by the first run that needs them)."""
     from omegaconf import OmegaConf
 
     from ciagan.preprocess import preprocess
@@ -91,6 +139,7 @@ def tiny_data_dir(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     data_dir = tmp_path_factory.mktemp("data")
     _tiny_demo(demo_root, data_dir / "demo")
     _tiny_celeba(demo_root, data_dir / "celeba")
+    _tiny_mots(demo_root, data_dir / "mots")  # person masks; body runs preprocess on first use
     for data, out in (
         ({"name": "demo", "root": str(data_dir / "demo"), "split": "all"}, "demo_all"),
         ({"name": "celeba", "root": str(data_dir / "celeba"), "split": "ciagan"}, "celeba_ciagan"),
