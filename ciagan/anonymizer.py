@@ -63,6 +63,25 @@ def load_checkpoint(path: str | Path | None) -> dict[str, Any]:
         ) from None
 
 
+def load_generator(path: str | Path | None) -> tuple[Generator, str, dict[str, Any]]:
+    """(generator, condition, checkpoint) rebuilt from a CIAGAN GAN checkpoint alone."""
+    state = load_checkpoint(path)
+    hparams = state.get("hyper_parameters")
+    weights = state.get("state_dict", {})
+    if not hparams or "generator" not in hparams or "num_identities" not in hparams:
+        raise DeidError(f"{path}: not a CIAGAN GAN checkpoint (no generator settings)")
+    generator = Generator(
+        int(hparams["num_identities"]),
+        image_size=int(hparams.get("image_size", 128)),
+        **dict(hparams["generator"] or {}),
+    )
+    prefix = "generator."
+    generator.load_state_dict(
+        {k[len(prefix) :]: v for k, v in weights.items() if k.startswith(prefix)}
+    )
+    return generator, str(hparams.get("condition", "landmarks")), state
+
+
 class CiaganAnonymizer:
     """The trained generator behind the Anonymizer protocol."""
 
@@ -94,21 +113,8 @@ class CiaganAnonymizer:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path | None, **options: Any) -> CiaganAnonymizer:
-        state = load_checkpoint(path)
-        hparams = state.get("hyper_parameters")
-        weights = state.get("state_dict", {})
-        if not hparams or "generator" not in hparams or "num_identities" not in hparams:
-            raise DeidError(f"{path}: not a CIAGAN GAN checkpoint (no generator settings)")
-        generator = Generator(
-            int(hparams["num_identities"]),
-            image_size=int(hparams.get("image_size", 128)),
-            **dict(hparams["generator"] or {}),
-        )
-        prefix = "generator."
-        generator.load_state_dict(
-            {k[len(prefix) :]: v for k, v in weights.items() if k.startswith(prefix)}
-        )
-        return cls(generator, condition=str(hparams.get("condition", "landmarks")), **options)
+        generator, condition, _ = load_generator(path)
+        return cls(generator, condition=condition, **options)
 
     # ------------------------------------------------------------------ per face
     def prepare(self, subject_index: int, image: np.ndarray, face: Face) -> PreparedFace:

@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 import torch
 
-from ciagan.anonymizer import CiaganAnonymizer, PreparedFace, load_checkpoint
+from ciagan.anonymizer import CiaganAnonymizer, PreparedFace, load_generator
 from ciagan.bodies import (
     CROP_SIZE,
     MARGIN,
@@ -36,7 +36,6 @@ from ciagan.bodies import (
 )
 from ciagan.nets import Generator
 from deid.anonymizers.base import NEEDS_PERSON_MASK, Subject, check_subjects
-from deid.errors import DeidError
 from deid.faces.align import paste_back
 from deid.faces.types import Face
 
@@ -100,21 +99,7 @@ class CiaganBodyAnonymizer:
     def from_checkpoint(cls, path: str | Path | None, **options: Any) -> CiaganBodyAnonymizer:
         """Rebuild the generator from a `train.py experiment=ciagan_body_*` checkpoint alone;
         crop size and margin default to the ones it was trained with."""
-        state = load_checkpoint(path)
-        hparams = state.get("hyper_parameters")
-        weights = state.get("state_dict", {})
-        if not hparams or "generator" not in hparams or "num_identities" not in hparams:
-            raise DeidError(f"{path}: not a CIAGAN GAN checkpoint (no generator settings)")
-        generator = Generator(
-            int(hparams["num_identities"]),
-            image_size=int(hparams.get("image_size", 128)),
-            **dict(hparams["generator"] or {}),
-        )
-        prefix = "generator."
-        generator.load_state_dict(
-            {k[len(prefix) :]: v for k, v in weights.items() if k.startswith(prefix)}
-        )
-        condition = str(hparams.get("condition", "landmarks"))
+        generator, condition, state = load_generator(path)
         return cls(generator, condition=condition, **{**crop_settings(state), **options})
 
     # ------------------------------------------------------------------ per person

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from ciagan_tiny import TINY_GAN
 from hydra import compose, initialize_config_dir
 
 from ciagan.anonymizer import CiaganAnonymizer
@@ -85,8 +86,6 @@ def test_identity_control(two_faces: Subject) -> None:
 def test_from_checkpoint_rebuilds_the_trained_generator(
     tiny_data_dir: Path, tmp_path: Path, two_faces: Subject
 ) -> None:
-    from test_ciagan_training import TINY_GAN
-
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose(
             config_name="train",

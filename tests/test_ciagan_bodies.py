@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from ciagan_tiny import TINY_GAN
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
@@ -32,22 +33,6 @@ from deid.training import build
 
 ROOT = Path(__file__).resolve().parents[1]
 PEOPLE = ("ben_afflek", "madonna", "mindy_kaling")
-TINY_GAN = [
-    "datamodule.image_size=32",
-    "datamodule.batch_size=2",
-    "datamodule.num_workers=0",
-    "module.generator.channels=[8,16,16]",
-    "module.generator.up_channels=[16,8,8]",
-    "module.generator.bottleneck_channels=16",
-    "module.generator.num_res_blocks=1",
-    "module.generator.id_hidden=[32,32]",
-    "module.generator.id_channels=[8,16]",
-    "module.discriminator.channels=[8,16,16]",
-    "module.discriminator.hidden=32",
-    "module.identity.channels=[8,16,16]",
-    "module.identity.hidden=32",
-    "module.identity.embedding_dim=16",
-]
 
 
 def _preprocess_cfg(data: dict, out: Path, **extra) -> OmegaConf:
