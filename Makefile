@@ -38,6 +38,8 @@ lint: setup
 bench: setup
 	$(PY) experiments/benchmarks/perception.py
 	$(PY) experiments/benchmarks/eval.py
+	$(PY) experiments/benchmarks/ciagan_train.py
+	$(PY) experiments/benchmarks/anonymize.py
 
 clean:
 	rm -rf outputs multirun .pytest_cache .ruff_cache
