@@ -48,6 +48,8 @@ def test_every_experiment_runs_fast_dev_run_on_cpu(
     assert cfg.trainer.accelerator == "cpu"
     metrics = train(cfg)
     assert (tmp_path / "config.yaml").is_file()
+    if cfg.module._target_.endswith("IdentityPretrainModule"):
+        assert 0.0 <= metrics["val/recall@1"] <= 1.0  # Recall@1 on the validation identities
     if cfg.module._target_.endswith("CiaganModule"):
         assert metrics["generator/total"] == pytest.approx(metrics["generator/total"])  # finite
         assert list((tmp_path / "samples").glob("*.png"))
