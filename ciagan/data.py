@@ -104,6 +104,7 @@ class FaceTriplets(Dataset):
             by_label[self.labels[entry.identity]].append(index)
         self.by_label = dict(by_label)
         self.label_list = sorted(self.by_label)
+        self._label_position = {label: i for i, label in enumerate(self.label_list)}
         if len(self.label_list) < 2 and target_rule == "different":
             raise DeidError("target_rule=different needs at least two identities in the data")
 
@@ -123,8 +124,10 @@ class FaceTriplets(Dataset):
         return int(rng.choice(choices)) if choices else index
 
     def _other_identity(self, label: int, rng: np.random.Generator) -> int:
-        others = [value for value in self.label_list if value != label]
-        return int(rng.choice(others))
+        """Uniform over the other identities, without building their list for every item."""
+        position = self._label_position[label]
+        pick = int(rng.integers(len(self.label_list) - 1))
+        return self.label_list[pick + (pick >= position)]
 
     def _photo_of(self, label: int, rng: np.random.Generator) -> int:
         return int(rng.choice(self.by_label[label]))

@@ -67,7 +67,9 @@ class IdentityPretrainModule(pl.LightningModule):
 
     def validation_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> None:
         embeddings = self.identity_net.embed(batch["image"])
-        self.val_recall.update(embeddings, batch["label"], None, role="gallery")
+        # every rank sees the whole validation split (the datamodule does not shard it): the
+        # item index lets the metric drop the other ranks' copies after the DDP gather
+        self.val_recall.update(embeddings, batch["label"], batch["index"], role="gallery")
 
     def on_validation_epoch_end(self) -> None:
         scores = self.val_recall.compute()

@@ -89,7 +89,7 @@ class CiaganModule(pl.LightningModule):
         self.optimizer_config = {**DEFAULT_OPTIMIZER, **dict(optimizer or {})}
         self.condition = condition
         self.iteration = 0
-        self.last_logs: dict[str, float] = {}
+        self.last_logs: dict[str, Tensor] = {}  # detached; read them without a device sync per step
 
     @property
     def siamese(self) -> bool:
@@ -192,7 +192,7 @@ class CiaganModule(pl.LightningModule):
         self.iteration += 1
         logs["iteration"] = torch.tensor(float(self.iteration))
         self.log_dict(logs, on_step=True, prog_bar=False, batch_size=len(batch["image"]))
-        self.last_logs = {k: float(v) for k, v in logs.items()}
+        self.last_logs = {k: v.detach() for k, v in logs.items()}
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         def build(params: Any) -> torch.optim.Optimizer:

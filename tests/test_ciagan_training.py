@@ -127,7 +127,7 @@ class LossRecorder(pl.Callback):
             self.first_iteration = pl_module.iteration
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self.logs[pl_module.iteration] = dict(pl_module.last_logs)
+        self.logs[pl_module.iteration] = {k: float(v) for k, v in pl_module.last_logs.items()}
 
 
 class CrashAt(pl.Callback):
