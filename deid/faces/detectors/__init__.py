@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+from collections.abc import Mapping
 from typing import Any
 
 from deid.errors import DeidError
@@ -45,4 +46,42 @@ def build_detector(name: str, **options: Any) -> FaceDetector:
     return cls(**options)
 
 
-__all__ = ["DETECTORS", "FaceDetector", "build_detector", "detector_class"]
+def build_detector_spec(spec: Mapping[str, Any]) -> FaceDetector:
+    """A detector from a config mapping: `{name, <its options>, tile?, tile_overlap?, scale?}`
+    for one detector (tiled and/or downscaled), or `{members: [spec, ...]}` for a union whose
+    members may carry `every: k` (run on every k-th video frame only)."""
+    from deid.faces.detectors.compose import ScaledDetector, TiledDetector, UnionDetector
+
+    options = dict(spec)
+    if "members" in options:
+        members = [dict(m) for m in options.pop("members")]
+        scale = options.pop("scale", None)  # a union-wide scale applies to every member
+        if options.pop("name", "union") not in (None, "union") or options:
+            raise DeidError(f"a detector union takes members and scale, not {sorted(options)}")
+        for member in members:
+            if scale is not None:
+                member.setdefault("scale", scale)
+        built = [build_detector_spec(m) for m in members]
+        return UnionDetector(built, [int(m.get("every", 1)) for m in members])
+    if "name" not in options:
+        raise DeidError(f"a detector config needs a name; known: {', '.join(sorted(DETECTORS))}")
+    name = str(options.pop("name"))
+    tile = options.pop("tile", None)
+    overlap = float(options.pop("tile_overlap", 0.25))
+    scale = options.pop("scale", None)
+    options.pop("every", None)
+    detector = build_detector(name, **options)
+    if tile:
+        detector = TiledDetector(detector, int(tile), overlap)
+    if scale not in (None, 1):
+        detector = ScaledDetector(detector, float(scale))
+    return detector
+
+
+__all__ = [
+    "DETECTORS",
+    "FaceDetector",
+    "build_detector",
+    "build_detector_spec",
+    "detector_class",
+]

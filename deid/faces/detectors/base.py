@@ -26,6 +26,18 @@ class FaceDetector(ABC):
     def detect(self, image: np.ndarray) -> list[Face]:
         """Faces in one RGB uint8 (H, W, 3) image."""
 
+    def detect_frame(self, image: np.ndarray, index: int) -> list[Face]:
+        """Faces in frame `index` of a video; detectors that skip frames override this."""
+        return self.detect(image)
+
+    @property
+    def frame_step(self) -> int:
+        """The most consecutive video frames this detector may skip (1: it looks at every one).
+
+        The video runner extends every track by `frame_step - 1` frames at both ends, so a face
+        that appears between two looks is still covered."""
+        return 1
+
     def detect_batch(self, images: Sequence[np.ndarray]) -> list[list[Face]]:
         """Faces per image; subclasses override this when the model batches natively."""
         return [self.detect(image) for image in images]
