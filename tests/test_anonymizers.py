@@ -34,7 +34,9 @@ def _outside_box(image: np.ndarray) -> np.ndarray:
     return keep
 
 
-@pytest.mark.parametrize("name", ["blur9", "blur17", "pixel8", "pixel16", "blackbox"])
+@pytest.mark.parametrize(
+    "name", ["blur", "blur9", "blur17", "blur9_px", "blur17_px", "pixel8", "pixel16", "blackbox"]
+)
 def test_face_baselines_touch_only_the_face_box(name: str, subject: Subject) -> None:
     anonymizer = build_anonymizer(name)
     assert isinstance(anonymizer, Anonymizer)
@@ -46,12 +48,44 @@ def test_face_baselines_touch_only_the_face_box(name: str, subject: Subject) -> 
 
 
 @pytest.mark.parametrize("kernel", [9, 17])
-def test_blur_equals_opencv_on_the_box(kernel: int, subject: Subject) -> None:
-    (out,) = build_anonymizer(f"blur{kernel}").anonymize([subject])
+def test_fixed_pixel_blur_equals_opencv_on_the_box(kernel: int, subject: Subject) -> None:
+    (out,) = build_anonymizer(f"blur{kernel}_px").anonymize([subject])
     region = np.ascontiguousarray(subject.image[FACE])
     expected = cv2.GaussianBlur(region, (kernel, kernel), 0, borderType=cv2.BORDER_REPLICATE)
     assert (X0, Y0, X1, Y1) == (165, 66, 260, 161)
     np.testing.assert_array_equal(out[FACE], expected)
+
+
+def _relative_change(name: str, image: np.ndarray, box: tuple[float, ...]) -> float:
+    """Mean change inside the anonymized region, over the region's own pixel spread: how much
+    of the face's structure was removed, whatever its size."""
+    face = Face(box, 1.0)
+    (out,) = build_anonymizer(name).anonymize([Subject(image=image, faces=[face])])
+    x0, y0, x1, y1 = face_region(face, image.shape, expand=0.25)
+    before = image[y0:y1, x0:x1].astype(float)
+    return float(np.abs(out[y0:y1, x0:x1] - before).mean() / before.std())
+
+
+@pytest.mark.parametrize("name", ["blur", "blur9", "blur17", "pixel8", "pixel16"])
+def test_strength_scales_with_the_face(name: str, astronaut: np.ndarray) -> None:
+    """The astronaut's face upscaled 6x (a ~450 px face) loses as much of its structure as
+    at its own size; the fixed-pixel blur of the paper barely touches the large face."""
+    big = cv2.resize(astronaut, None, fx=6, fy=6, interpolation=cv2.INTER_CUBIC)
+    small = _relative_change(name, astronaut, BOX)
+    large = _relative_change(name, big, tuple(6 * v for v in BOX))
+    assert large == pytest.approx(small, rel=0.25)
+    if name == "blur17":
+        fixed = _relative_change("blur17_px", big, tuple(6 * v for v in BOX))
+        assert fixed < 0.5 * large
+
+
+def test_scaled_blur_at_the_reference_size_is_the_paper_kernel(astronaut: np.ndarray) -> None:
+    """At a 128 px face blur17 is (up to the shrunk-copy approximation) the 17x17 kernel."""
+    box = (160.0, 60.0, 288.0, 188.0)  # 128 px
+    subject = Subject(image=astronaut, faces=[Face(box, 1.0)])
+    (scaled,) = build_anonymizer("blur17").anonymize([subject])
+    (fixed,) = build_anonymizer("blur17_px").anonymize([subject])
+    assert np.abs(scaled.astype(int) - fixed).mean() < 1.0
 
 
 @pytest.mark.parametrize("cells", [8, 16])

@@ -7,25 +7,21 @@ it. It is never passed through unchanged.
 The fallback blur is deliberately much stronger than the blur baselines (CIAGAN Table 2's
 9x9 and 17x17 kernels are sigma 1.7 and 3.2 px whatever the face size): its sigma is 1/6 of the
 expanded face box, so the +-3 sigma support spans the whole box and no structure smaller than
-about a sixth of the face (eyes, nostrils, mouth corners) survives, at any resolution. It is
-computed on a copy shrunk to `_BLUR_SIDE` px (area averaging) and scaled back bilinearly,
-which for a blur this wide is visually the same as the full-size filter at a fixed, tiny cost.
+about a sixth of the face (eyes, nostrils, mouth corners) survives, at any resolution. Like every wide
+blur here it runs on a shrunk copy (`deid.anonymizers.baselines.gaussian`).
 """
 
 from __future__ import annotations
 
-import math
-
-import cv2
 import numpy as np
 
 from deid.anonymizers.base import face_region
+from deid.anonymizers.baselines import gaussian
 from deid.faces.align import eye_transform
 from deid.faces.landmarks import INNER_EYE_CORNERS
 from deid.faces.types import Face
 
 FALLBACK_MODES = ("blur", "blackbox")
-_BLUR_SIDE = 32  # longer side of the shrunk copy the fallback blur works on
 _MIN_EYE_DISTANCE = 0.02  # inner eye corners closer than this x face size: degenerate
 _MAX_EYE_DISTANCE = 1.5  # farther apart than this x face size: landmarks blown apart
 
@@ -60,15 +56,7 @@ def landmark_problem(face: Face) -> str | None:
 
 def strong_blur(region: np.ndarray) -> np.ndarray:
     """Gaussian blur with sigma = 1/6 of the region's longer side (see the module docstring)."""
-    height, width = region.shape[:2]
-    side = max(height, width)
-    scale = min(1.0, _BLUR_SIDE / side)
-    small_size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    small = cv2.resize(region, small_size, interpolation=cv2.INTER_AREA)
-    sigma = side * scale / 6
-    kernel = 2 * math.ceil(3 * sigma) + 1
-    small = cv2.GaussianBlur(small, (kernel, kernel), sigma, borderType=cv2.BORDER_REPLICATE)
-    return cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
+    return gaussian(region, max(region.shape[:2]) / 6)
 
 
 def apply_fallback(image: np.ndarray, face: Face, mode: str = "blur", expand: float = 0.25) -> bool:

@@ -14,8 +14,11 @@ Factory = Callable[..., Anonymizer]
 
 BASELINES: dict[str, Factory] = {
     "original": baselines.IdentityAnonymizer,
+    "blur": baselines.face_blur,
     "blur9": functools.partial(baselines.blur, 9),
     "blur17": functools.partial(baselines.blur, 17),
+    "blur9_px": functools.partial(baselines.blur, 9, reference_face=None),
+    "blur17_px": functools.partial(baselines.blur, 17, reference_face=None),
     "pixel8": functools.partial(baselines.pixelation, 8),
     "pixel16": functools.partial(baselines.pixelation, 16),
     "blackbox": baselines.blackbox,
