@@ -1,8 +1,12 @@
 """Video reading and atomic writing with OpenCV; audio carried over with an ffmpeg binary.
 
-Codecs (OpenCV 5's bundled FFmpeg; measured: 25 frames at 12.5 fps read back as exactly 25
-frames at 12.5 fps in every container below):
-  .mp4 .m4v .mov -> mp4v (MPEG-4 part 2; plays in VLC/ffmpeg, not in most browsers)
+Codecs: `codec="h264"` pipes frames to the ffmpeg that imageio-ffmpeg ships (libx264, see
+`deid.media.ffmpeg.H264Pipe`): plays everywhere, ~1.3 grey levels from the input and about
+its size (the anonymize default for H.264 inputs and .mp4/.m4v/.mov outputs). `codec="opencv"`
+uses OpenCV 5's bundled FFmpeg (measured: 25 frames at 12.5 fps read back as exactly 25 frames
+at 12.5 fps in every container below):
+  .mp4 .m4v .mov -> mp4v (MPEG-4 part 2; plays in VLC/ffmpeg, not in most browsers; measured
+                    3.5x the size of an H.264 source and 2.7 grey levels off)
   .avi .mkv      -> MJPG (motion JPEG: bigger files, no inter-frame artefacts)
 H.264 (avc1) is not available in OpenCV's wheel. Frames must have even width and height
 (yuv420p); OpenCV would silently crop odd sizes, so `VideoWriter` pads them by repeating the
@@ -22,7 +26,7 @@ import numpy as np
 
 from deid.errors import BadInputError
 from deid.media.atomic import AtomicPath
-from deid.media.ffmpeg import find_ffmpeg, has_audio, mux_audio
+from deid.media.ffmpeg import H264Pipe, find_ffmpeg, has_audio, mux_audio
 from deid.media.files import check_input_file
 
 VIDEO_WRITE_CODECS = {
@@ -107,9 +111,12 @@ class VideoReader:
         self.close()
 
 
-def _cleanup(writer: cv2.VideoWriter, atomic: AtomicPath) -> None:
+def _cleanup(writer: cv2.VideoWriter | H264Pipe, atomic: AtomicPath) -> None:
     """Finalizer for a writer that was never closed: drop the unfinished temp file."""
-    writer.release()
+    if isinstance(writer, H264Pipe):
+        writer.kill()
+    else:
+        writer.release()
     if not atomic.done:
         atomic.discard()
 
@@ -134,9 +141,15 @@ class VideoWriter:
         size: tuple[int, int],
         audio_from: str | os.PathLike[str] | None = None,
         fourcc: str | None = None,
+        codec: str = "opencv",
+        crf: int = 18,
+        preset: str = "veryfast",
+        maxrate: float | None = None,
     ) -> None:
         self.path = Path(path)
         ext = self.path.suffix.lower()
+        if codec not in ("opencv", "h264"):
+            raise ValueError(f"codec must be 'opencv' or 'h264', got {codec!r}")
         if fourcc is None and ext not in VIDEO_WRITE_CODECS:
             known = " ".join(sorted(VIDEO_WRITE_CODECS))
             raise BadInputError(
@@ -159,19 +172,33 @@ class VideoWriter:
                 f"{width + self._pad[1]}x{height + self._pad[0]} (yuv420p needs even sizes)",
                 stacklevel=2,
             )
-        self.fourcc = fourcc or VIDEO_WRITE_CODECS[ext]
+        self.codec = codec
+        self.fourcc = "avc1" if codec == "h264" else fourcc or VIDEO_WRITE_CODECS[ext]
         self.frames_written = 0
         self._atomic = AtomicPath(self.path)
-        self._writer = cv2.VideoWriter(
-            os.fspath(self._atomic.tmp),
-            cv2.CAP_FFMPEG,
-            cv2.VideoWriter_fourcc(*self.fourcc),
-            self.fps,
-            (width + self._pad[1], height + self._pad[0]),
-        )
-        if not self._writer.isOpened():
-            self._atomic.discard()
-            raise BadInputError(self.path, f"OpenCV cannot open a {self.fourcc} video writer")
+        padded = (width + self._pad[1], height + self._pad[0])
+        self._writer: cv2.VideoWriter | H264Pipe
+        if codec == "h264":
+            ffmpeg = find_ffmpeg()
+            if ffmpeg is None:
+                self._atomic.discard()
+                raise BadInputError(
+                    self.path, "H.264 needs an ffmpeg binary (pip install imageio-ffmpeg)"
+                )
+            self._writer = H264Pipe(
+                ffmpeg, self._atomic.tmp, self.fps, padded, crf, preset, maxrate
+            )
+        else:
+            self._writer = cv2.VideoWriter(
+                os.fspath(self._atomic.tmp),
+                cv2.CAP_FFMPEG,
+                cv2.VideoWriter_fourcc(*self.fourcc),
+                self.fps,
+                padded,
+            )
+            if not self._writer.isOpened():
+                self._atomic.discard()
+                raise BadInputError(self.path, f"OpenCV cannot open a {self.fourcc} video writer")
         self._finalizer = weakref.finalize(self, _cleanup, self._writer, self._atomic)
         self._closed = False
 
@@ -187,7 +214,10 @@ class VideoWriter:
             )
         if any(self._pad):
             frame = np.pad(frame, ((0, self._pad[0]), (0, self._pad[1]), (0, 0)), mode="edge")
-        self._writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+        if isinstance(self._writer, H264Pipe):
+            self._writer.write(np.ascontiguousarray(frame).data)
+        else:
+            self._writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
         self.frames_written += 1
 
     def close(self) -> Path:
@@ -196,11 +226,14 @@ class VideoWriter:
             return self.path
         self._closed = True
         self._finalizer.detach()
-        self._writer.release()
         if self.frames_written == 0:
-            self._atomic.discard()
+            _cleanup(self._writer, self._atomic)
             raise ValueError(f"{self.path}: no frames were written; nothing saved")
         try:
+            if isinstance(self._writer, H264Pipe):
+                self._writer.close()
+            else:
+                self._writer.release()
             if self.audio_from is not None:
                 self._add_audio()
         except BaseException:
@@ -214,8 +247,7 @@ class VideoWriter:
             return
         self._closed = True
         self._finalizer.detach()
-        self._writer.release()
-        self._atomic.discard()
+        _cleanup(self._writer, self._atomic)
 
     def _add_audio(self) -> None:
         assert self.audio_from is not None
