@@ -4,7 +4,7 @@ import hydra
 from omegaconf import DictConfig
 
 from deid.anonymizers.runner import anonymize
-from deid.hydra_entry import run_task
+from deid.hydra_entry import check_overrides, run_task
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="anonymize")
@@ -13,4 +13,7 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    import sys
+
+    check_overrides("anonymize", sys.argv[1:])  # a mistyped key=SECRET must not be echoed
     main()

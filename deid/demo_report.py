@@ -76,16 +76,18 @@ def _relative(path: Path, root: Path) -> str:
 
 def _anonymization_table(summaries: dict[str, dict[str, Any]]) -> list[str]:
     lines = [
-        "| method | files | frames | faces found | gap-filled | anonymized | fallbacks | audit flagged |",
-        "|---|---|---|---|---|---|---|---|",
+        "| method | files | frames | faces found | tracked in between | anonymized | fallbacks "
+        "| audit: found | covered | missed | still matching |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for method, summary in summaries.items():
         totals = summary.get("counts", {})
-        flagged = sum(len(f.get("audit_flagged") or []) for f in summary.get("files", []))
         lines.append(
             f"| {method} | {totals.get('files')} | {totals.get('frames')} | "
             f"{totals.get('faces_found')} | {totals.get('faces_interpolated')} | "
-            f"{totals.get('anonymized')} | {totals.get('fallbacks')} | {flagged} |"
+            f"{totals.get('anonymized')} | {totals.get('fallbacks')} | "
+            f"{totals.get('audit_found', '-')} | {totals.get('audit_covered', '-')} | "
+            f"{totals.get('audit_missed', '-')} | {totals.get('audit_still_matching', '-')} |"
         )
     return lines
 

@@ -269,11 +269,16 @@ def test_audit_flags_the_original_and_passes_pixel16(
 ) -> None:
     path, _ = group
     original = _run([str(path), "-o", str(tmp_path / "o"), "--anonymizer", "original", "--audit"])
-    flagged = original["audit"][str(path)]
-    assert len(flagged) == 3 and all(f["distance"] < 0.1 for f in flagged)
+    (record,) = original["files"]
+    audit = record["audit"]
+    assert original["audit_detector"] == "dlib_hog"  # independent of mediapipe+mtcnn
+    assert audit["found"] == 3 and audit["covered"] == 3 and audit["missed"] == 0
+    assert audit["still_matching"] == 3
+    assert all(f["distance"] < 0.1 for f in audit["matching_faces"])
     assert original["audit_flagged_files"] == [str(path)]
     pixel = _run([str(path), "-o", str(tmp_path / "p"), "--anonymizer", "pixel16", "--audit"])
-    assert pixel["audit"] == {str(path): []} and pixel["audit_flagged_files"] == []
+    assert pixel["counts"]["audit_found"] == 3 and pixel["counts"]["audit_covered"] == 3
+    assert pixel["counts"]["audit_still_matching"] == 0 and pixel["audit_flagged_files"] == []
 
 
 def test_the_hydra_entry_point_runs_and_never_writes_the_key(

@@ -12,7 +12,7 @@ import pytest
 from deid.anonymizers.baselines import blackbox
 from deid.anonymizers.cli import compose_config, parser
 from deid.anonymizers.runner import anonymize
-from deid.faces import build_detector
+from deid.faces import FaceDetector, build_detector
 from deid.media import VideoReader, VideoWriter, read_image
 
 FRAMES, FPS, DROP_FRAME = 20, 10.0, 9
@@ -41,18 +41,22 @@ def video(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-class DropsOneDetection:
-    """The real detector, except that it misses the leftmost face on call number `drop`."""
+class DropsOneDetection(FaceDetector):
+    """The real detector, except that it misses the leftmost face in frame `drop`."""
+
+    name = "drops_one"
 
     def __init__(self, drop: int) -> None:
         self.inner = build_detector("dlib_hog", upsample=1)
-        self.drop, self.calls = drop, 0
+        self.drop = drop
 
     def detect(self, image):
+        return self.inner.detect(image)
+
+    def detect_frame(self, image, index):
         faces = self.inner.detect(image)
-        if self.calls == self.drop and faces:
+        if index == self.drop and faces:
             faces = [f for f in faces if f is not min(faces, key=lambda f: f.center[0])]
-        self.calls += 1
         return faces
 
 

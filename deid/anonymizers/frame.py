@@ -17,7 +17,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from deid.anonymizers.base import NEEDS_LANDMARKS, NEEDS_PERSON_MASK, Anonymizer, Subject
+from deid.anonymizers.base import (
+    NEEDS_LANDMARKS,
+    NEEDS_PERSON_MASK,
+    Anonymizer,
+    Subject,
+    face_region,
+)
 from deid.anonymizers.fallback import FALLBACK_MODES, apply_fallback, landmark_problem
 from deid.faces.types import Face
 
@@ -32,6 +38,8 @@ class FrameResult:
     anonymized: int = 0  # faces the method processed
     fallbacks: list[str] = field(default_factory=list)  # one reason per face that fell back
     fallback_faces: list[int] = field(default_factory=list)  # their indices in `faces`
+    regions: list[tuple[int, int, int, int]] = field(default_factory=list)  # boxes replaced
+    mask: np.ndarray | None = None  # the person mask a person-mask method replaced
 
 
 def _one_line(err: BaseException) -> str:
@@ -140,9 +148,17 @@ class FrameAnonymizer:
             for index in sorted(failed):
                 apply_fallback(result, faces[index], self.fallback, self.expand)
         order = sorted(failed)
+        method_expand = float(getattr(self.method, "expand", 0.0))
+        boxes = [face_region(faces[i], image.shape, method_expand) for i in done]
+        boxes += [face_region(faces[i], image.shape, self.expand) for i in order]
+        mask = None
+        if self.needs_mask and person_mask is not None and done == good:
+            mask = person_mask if person_mask.dtype == bool else person_mask >= 0.5
         return FrameResult(
             image=result if result is not image else image.copy(),
             anonymized=len(done),
             fallbacks=[failed[i] for i in order],
             fallback_faces=order,
+            regions=[box for box in boxes if box is not None],
+            mask=mask,
         )

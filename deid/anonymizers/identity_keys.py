@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import secrets
 import string
 from pathlib import Path
@@ -74,13 +75,21 @@ def _is_file(value: str) -> bool:
 
 
 def load_secret_key(value: str | None) -> bytes:
-    """The secret key from `value`: hex digits, `@path` or an existing file; None: a new one.
+    """The secret key from `value`: hex digits, `@path`, an existing file or `env:VARIABLE`
+    (hex in that environment variable); None: a new random one.
 
     A key file holds hex digits (whitespace around them is ignored) or raw bytes. Keys shorter
-    than 16 bytes are refused. Errors never repeat `value` unless it is a file path.
+    than 16 bytes are refused. Errors never repeat `value` unless it is a file path or a
+    variable name.
     """
     if value is None:
         return new_secret_key()
+    if isinstance(value, str) and value.startswith("env:"):
+        name = value[4:]
+        text = os.environ.get(name)
+        if not text:
+            raise DeidError(f"secret key variable {name} is not set or empty")
+        return _from_hex(text, f"in ${name}")
     if not isinstance(value, str):
         raise DeidError(
             f"secret key must be a hex string or a file path, got {type(value).__name__}"

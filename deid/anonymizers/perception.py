@@ -24,8 +24,9 @@ class Perception:
     landmarks: LandmarkPredictor | None = None
     segmenter: PersonSegmenter | None = None
 
-    def faces(self, image: np.ndarray) -> list[Face]:
-        faces = list(self.detector.detect(image))
+    def faces(self, image: np.ndarray, frame: int = 0) -> list[Face]:
+        """Faces of an image, or of frame `frame` of a video (detectors may skip frames)."""
+        faces = list(self.detector.detect_frame(image, frame))
         if self.landmarks is None:
             return faces
         out = []

@@ -1,79 +1,122 @@
 """Everything one input file needs, built once per run; and the image path (videos: `video.py`).
 
-An image: read -> faces (+ landmarks, + person mask) -> identities (track = face index) ->
-`FrameAnonymizer` -> written atomically in its own format -> optional audit of the written file.
-Pixels outside the regions the method or fallback replaced are written bit-identical; a lossy
-format (JPEG, WebP) re-encodes the whole image anyway, so there "identical" means only as
-identical as a JPEG re-save at `jpeg_quality` can be. Metadata (EXIF, GPS) is not copied.
+An image: read -> faces (+ landmarks, + person mask) -> identities (one per person of the camera
+session, see `linking.py`) -> `FrameAnonymizer` -> written atomically in its own format ->
+optional audit of the written file. Pixels outside the regions the method or fallback replaced
+are written bit-identical; a lossy format (JPEG, WebP) re-encodes the whole image anyway, so
+there "identical" means only as identical as a JPEG re-save at `jpeg_quality` can be.
+Metadata (EXIF, GPS) is not copied.
 """
 
 from __future__ import annotations
 
+import posixpath
+import threading
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from deid.anonymizers.audit import Auditor
-from deid.anonymizers.frame import FrameAnonymizer
+import numpy as np
+
+from deid.anonymizers.audit import Auditor, AuditReport
+from deid.anonymizers.frame import FrameAnonymizer, FrameResult
 from deid.anonymizers.identity_keys import IdentityAssigner
 from deid.anonymizers.inputs import Job
+from deid.anonymizers.linking import PhotoLinker
 from deid.anonymizers.perception import Perception
+from deid.anonymizers.settings import AnonymizeSettings
 from deid.anonymizers.summary import FileRecord
+from deid.faces.types import Face
 from deid.media import read_image, write_image
 
 
 @dataclass
 class IdentityPolicy:
-    """Who gets which fake identity: `fixed` for everyone, else a keyed hash per camera + track.
+    """Who gets which fake identity: `fixed` for everyone, else a keyed hash per camera + person.
 
     `num_identities` None: the method has no identity control, nothing is assigned.
-    `camera` None: each file is its own camera session, named by its relative output path.
+    `camera` None: each video is its own camera session (its relative path), and so is each
+    photo folder when photos are linked (`link_photos`), else each photo.
     """
 
     key: bytes
     num_identities: int | None
     fixed: int | None = None
     camera: str | None = None
+    link_photos: bool = True
 
-    def assigner(self, rel: str) -> IdentityAssigner | None:
+    def camera_of(self, job: Job) -> str:
+        if self.camera is not None:
+            return self.camera
+        if job.kind == "image" and self.link_photos:
+            return posixpath.dirname(job.rel) or "."
+        return job.rel
+
+    def assigner(self, job: Job) -> IdentityAssigner | None:
         if self.num_identities is None:
             return None
-        camera = self.camera if self.camera is not None else rel
-        return IdentityAssigner(self.key, camera, self.num_identities, self.fixed)
-
-
-@dataclass
-class VideoSettings:
-    """Tracking, smoothing and gap filling (see `deid.anonymizers.tracking.track_video`)."""
-
-    max_gap: int = 5
-    window: int = 5
-    polyorder: int = 2
-    iou_threshold: float = 0.3
-    audio: bool = True  # copy the source's audio track when it has one and ffmpeg exists
+        return IdentityAssigner(self.key, self.camera_of(job), self.num_identities, self.fixed)
 
 
 @dataclass
 class Pipeline:
+    settings: AnonymizeSettings
     perception: Perception
     frames: FrameAnonymizer
     identities: IdentityPolicy
+    # builds another perception for a detection thread; None: detect on the main thread only
+    make_perception: Callable[[], Perception] | None = None
     auditor: Auditor | None = None
-    video: VideoSettings = field(default_factory=VideoSettings)
-    seed: int = 0
-    jpeg_quality: int = 95
-    progress: bool = True
+    linker: PhotoLinker | None = None
+    _local: threading.local = field(default_factory=threading.local, repr=False)
+
+    @property
+    def progress(self) -> bool:
+        return self.settings.progress
+
+    def thread_perception(self) -> Perception:
+        """This thread's own perception models (detectors are not thread-safe)."""
+        if self.make_perception is None or threading.current_thread() is threading.main_thread():
+            return self.perception
+        if not hasattr(self._local, "perception"):
+            self._local.perception = self.make_perception()
+        return self._local.perception
 
     def frame_seed(self, rel: str, frame: int = 0) -> int:
         """A stable per-file, per-frame seed for methods with other randomness."""
-        return (self.seed * 1_000_003 + zlib.crc32(rel.encode()) + frame) % 2**31
+        return (self.settings.seed * 1_000_003 + zlib.crc32(rel.encode()) + frame) % 2**31
+
+    def photo_identities(self, job: Job, image: np.ndarray, faces: list[Face]) -> list[int] | None:
+        """One fake identity per face of a photo: per person of the camera session."""
+        assigner = self.identities.assigner(job)
+        if assigner is None:
+            return None
+        if self.linker is None or assigner.fixed is not None:
+            return [assigner.identity(i) for i in range(len(faces))]
+        persons = self.linker.persons(assigner.camera, image, faces)
+        return [assigner.identity(person) for person in persons]
+
+    def audit(
+        self, original: np.ndarray, output: np.ndarray, result: FrameResult, frame: int | None
+    ) -> AuditReport:
+        assert self.auditor is not None
+        return self.auditor.frame(original, output, result.regions, result.mask, frame)
 
 
 def new_record(job: Job) -> FileRecord:
     note = (
         f"written as {job.dst.suffix} (cannot write {job.src.suffix})" if job.ext_changed else None
     )
-    return FileRecord(input=str(job.src), output=str(job.dst), kind=job.kind, note=note)
+    stat = job.src.stat()
+    return FileRecord(
+        input=str(job.src),
+        output=str(job.dst),
+        kind=job.kind,
+        note=note,
+        input_size=stat.st_size,
+        input_mtime=stat.st_mtime,
+    )
 
 
 def process_image(pipeline: Pipeline, job: Job, record: FileRecord) -> None:
@@ -82,10 +125,9 @@ def process_image(pipeline: Pipeline, job: Job, record: FileRecord) -> None:
     image = read_image(job.src)
     faces = pipeline.perception.faces(image)
     mask = pipeline.perception.person_mask(image)
-    assigner = pipeline.identities.assigner(job.rel)
-    ids = None if assigner is None else [assigner.identity(i) for i in range(len(faces))]
+    ids = pipeline.photo_identities(job, image, faces)
     result = pipeline.frames(image, faces, ids, mask, seed=pipeline.frame_seed(job.rel))
-    write_image(job.dst, result.image, quality=pipeline.jpeg_quality)
+    write_image(job.dst, result.image, quality=pipeline.settings.jpeg_quality)
     record.frames = 1
     record.faces_found = len(faces)
     record.anonymized = result.anonymized
@@ -93,6 +135,5 @@ def process_image(pipeline: Pipeline, job: Job, record: FileRecord) -> None:
     if ids is not None:
         record.identities = {str(i): v for i, v in enumerate(ids)}
     if pipeline.auditor is not None:
-        report = pipeline.auditor.audit_image(image, faces, job.dst)
-        record.audit_checked, record.audit_flagged = report.checked, report.flagged
+        record.audit = pipeline.audit(image, read_image(job.dst), result, None)
     record.seconds = round(time.perf_counter() - start, 3)

@@ -1,25 +1,42 @@
-"""What an anonymization run did, per file and in total: printed at the end and written as JSON.
+"""What an anonymization run did, per file and in total: written after every file, printed at
+the end.
 
 Face counts: `faces_found` are detections (every frame of a video), `faces_interpolated` the
-faces gap filling added where the detector missed a tracked face; each of them is either
-`anonymized` by the chosen method or given the fallback, so
+faces tracking added where the detector missed or did not look at a tracked face; each of them
+is either `anonymized` by the chosen method or given the fallback, so
 `faces_found + faces_interpolated == anonymized + fallbacks`.
+
+The audit counts (with `--audit`): faces the independent audit detector found in the originals,
+how many of them were covered by an anonymized region, missed (not covered), and still matching
+their source in the output.
+
+The summary JSON is rewritten atomically after each file, so a crashed or killed batch leaves a
+record of what finished; it also carries each input's size and mtime and a fingerprint of the
+run's settings, which is how a re-run knows which outputs are complete (`completed_outputs`).
 Nothing secret is recorded: at most the key's 8-digit sha256 fingerprint when one was given.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from deid.anonymizers.audit import AuditReport
 from deid.media import atomic_write
 
 
 def _n(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def settings_fingerprint(fields: dict[str, Any]) -> str:
+    """sha256 of the settings that decide an output's content (16 hex digits)."""
+    text = json.dumps(fields, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 @dataclass
@@ -31,7 +48,9 @@ class FileRecord:
     kind: str
     status: str = "ok"  # "ok" or "failed"
     reason: str | None = None  # why it failed
-    note: str | None = None  # e.g. a changed extension
+    note: str | None = None  # e.g. a changed extension, or "complete from an earlier run"
+    input_size: int | None = None
+    input_mtime: float | None = None
     frames: int = 0
     faces_found: int = 0
     faces_interpolated: int = 0
@@ -39,9 +58,9 @@ class FileRecord:
     fallbacks: int = 0
     fallback_reasons: dict[str, int] = field(default_factory=dict)
     identities: dict[str, int] | None = None  # track (video) / face index (image) -> identity
-    audit_checked: int | None = None
-    audit_flagged: list[dict[str, Any]] | None = None
+    audit: AuditReport | None = None
     seconds: float = 0.0
+    reused: bool = False  # complete from an earlier run with the same settings: not redone
 
     def add_fallbacks(self, reasons: list[str]) -> None:
         self.fallbacks += len(reasons)
@@ -49,7 +68,25 @@ class FileRecord:
             self.fallback_reasons[reason] = self.fallback_reasons.get(reason, 0) + 1
 
     def to_json(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v is not None}
+        data = {k: v for k, v in asdict(self).items() if v is not None and k != "audit"}
+        if self.audit is not None:
+            data["audit"] = self.audit.to_json()
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> FileRecord:
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__ and k != "audit"}
+        record = cls(**known)
+        audit = data.get("audit")
+        if isinstance(audit, dict):
+            record.audit = AuditReport(
+                found=int(audit.get("found", 0)),
+                covered=int(audit.get("covered", 0)),
+                compared=int(audit.get("compared", 0)),
+                missed=list(audit.get("missed_faces", [])),
+                matching=list(audit.get("matching_faces", [])),
+            )
+        return record
 
 
 @dataclass
@@ -57,9 +94,11 @@ class Summary:
     """The whole run: settings, totals, failures, audit, every file."""
 
     settings: dict[str, Any]
+    fingerprint: str = ""
     audit: bool = False
     records: list[FileRecord] = field(default_factory=list)
     seconds: float = 0.0
+    finished: bool = False  # False while the batch runs (and in the file a killed run left)
 
     @property
     def failures(self) -> list[FileRecord]:
@@ -67,12 +106,21 @@ class Summary:
 
     @property
     def flagged(self) -> list[FileRecord]:
-        return [r for r in self.records if r.audit_flagged]
+        """Files whose audit found a missed or a still matching face."""
+        return [r for r in self.records if r.audit is not None and not r.audit.ok]
+
+    def audit_totals(self) -> AuditReport:
+        total = AuditReport()
+        for record in self.records:
+            if record.audit is not None:
+                total.add(record.audit)
+        return total
 
     def counts(self) -> dict[str, int]:
         done = [r for r in self.records if r.status == "ok"]
-        return {
+        counts = {
             "files": len(self.records),
+            "reused": sum(r.reused for r in done),
             "images": sum(r.kind == "image" for r in done),
             "videos": sum(r.kind == "video" for r in done),
             "frames": sum(r.frames for r in done if r.kind == "video"),
@@ -82,6 +130,15 @@ class Summary:
             "fallbacks": sum(r.fallbacks for r in done),
             "failures": len(self.failures),
         }
+        if self.audit:
+            totals = self.audit_totals()
+            counts |= {
+                "audit_found": totals.found,
+                "audit_covered": totals.covered,
+                "audit_missed": len(totals.missed),
+                "audit_still_matching": len(totals.matching),
+            }
+        return counts
 
     def to_json(self) -> dict[str, Any]:
         reasons: Counter[str] = Counter()
@@ -89,14 +146,13 @@ class Summary:
             reasons.update(record.fallback_reasons)
         data: dict[str, Any] = {
             **self.settings,
+            "settings_fingerprint": self.fingerprint,
+            "finished": self.finished,
             "counts": self.counts(),
             "fallback_reasons": dict(reasons.most_common()),
             "failures": [{"file": r.input, "reason": r.reason} for r in self.failures],
         }
         if self.audit:
-            data["audit"] = {
-                r.input: r.audit_flagged or [] for r in self.records if r.audit_checked is not None
-            }
             data["audit_flagged_files"] = [r.input for r in self.flagged]
         data["files"] = [r.to_json() for r in self.records]
         data["seconds"] = round(self.seconds, 2)
@@ -116,22 +172,55 @@ class Summary:
             f"anonymized {_n(c['images'], 'image')} and {_n(c['videos'], 'video')} "
             f"({_n(c['frames'], 'frame')}) of {_n(c['files'], 'file')} with {name} "
             f"in {self.seconds:.1f} s",
-            f"faces: {c['faces_found']} found, {c['faces_interpolated']} gap-filled, "
+            f"faces: {c['faces_found']} found, {c['faces_interpolated']} tracked in between, "
             f"{c['anonymized']} anonymized by {name}, {c['fallbacks']} fell back to "
             f"{self.settings.get('fallback', '?')}",
         ]
+        if c["reused"]:
+            lines.append(
+                f"{_n(c['reused'], 'file')} complete from an earlier run with the same "
+                "settings, not redone (--overwrite redoes them)"
+            )
         if self.failures:
             lines.append(f"failures: {_n(len(self.failures), 'file')} skipped")
             lines += [f"  {r.input}: {r.reason}" for r in self.failures]
         if self.audit:
-            if self.flagged:
+            lines.append(
+                f"audit: {c['audit_found']} faces found in the originals by "
+                f"{self.settings.get('audit_detector', 'the audit detector')}: "
+                f"{c['audit_covered']} covered, {c['audit_missed']} missed, "
+                f"{c['audit_still_matching']} still matching their source"
+            )
+            for record in self.flagged:
+                assert record.audit is not None
                 lines.append(
-                    f"audit: {_n(len(self.flagged), 'file')} with faces still matching their source:"
+                    f"  {record.input}: {len(record.audit.missed)} missed, "
+                    f"{len(record.audit.matching)} still matching"
                 )
-                lines += [
-                    f"  {r.input}: {_n(len(r.audit_flagged or []), 'face')}" for r in self.flagged
-                ]
-            else:
-                checked = sum(r.audit_checked or 0 for r in self.records)
-                lines.append(f"audit: no output face matches its source ({checked} compared)")
         return "\n".join(lines)
+
+
+def completed_outputs(path: Path, fingerprint: str) -> dict[str, FileRecord]:
+    """The records of an earlier run's summary at `path` that a re-run can keep: made with the
+    same settings (`fingerprint`), status ok, output present, input unchanged (size, mtime)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict) or data.get("settings_fingerprint") != fingerprint:
+        return {}
+    kept: dict[str, FileRecord] = {}
+    for entry in data.get("files", []):
+        try:
+            record = FileRecord.from_json(entry)
+            source = Path(record.input).stat()
+        except (OSError, TypeError, ValueError):
+            continue
+        if (
+            record.status == "ok"
+            and Path(record.output).is_file()
+            and record.input_size == source.st_size
+            and record.input_mtime == source.st_mtime
+        ):
+            kept[record.input] = record
+    return kept

@@ -315,12 +315,25 @@ def _fill_segment(
     ]
 
 
+def _extension(segment_faces: list[TrackedFace], extend: int, num_frames: int) -> list[TrackedFace]:
+    """The first and last face of a segment held for `extend` frames before and after it."""
+    first, last = segment_faces[0], segment_faces[-1]
+    before = range(max(0, first.frame - extend), first.frame)
+    after = range(last.frame + 1, min(num_frames, last.frame + extend + 1))
+    return [
+        TrackedFace(frame, end.track_id, end.face, interpolated=True, source_index=None)
+        for frames, end in ((before, first), (after, last))
+        for frame in frames
+    ]
+
+
 def smooth_and_fill(
     detections: Sequence[Sequence[Face]],
     track_ids: Sequence[Sequence[int]],
     window: int = 5,
     polyorder: int = 2,
     max_gap: int = 5,
+    extend: int = 0,
 ) -> list[list[TrackedFace]]:
     """Temporally smooth every track and fill its short gaps; returns the faces of every frame.
 
@@ -329,8 +342,10 @@ def smooth_and_fill(
     linearly interpolated between the detections around them) and smoothed with a
     Savitzky-Golay filter of `window` frames and `polyorder` (boxes always, landmarks over runs
     of frames that have them; see `_smooth` for short tracks and edges). `window=1` disables
-    smoothing. Every detection appears in the output exactly once, in its frame's detection
-    order, followed by that frame's interpolated faces by track id.
+    smoothing. `extend` > 0 holds each piece's first and last face for that many frames before
+    and after it (a detector that looks at every k-th frame only saw the face up to k-1 frames
+    late or early). Every detection appears in the output exactly once, in its frame's
+    detection order, followed by that frame's interpolated faces by track id.
     """
     _check_window(window, polyorder)
     if max_gap < 0:
@@ -348,11 +363,20 @@ def smooth_and_fill(
         for index, track in enumerate(ids):
             observations.setdefault(int(track), []).append((frame, index))
 
+    if extend < 0:
+        raise ValueError(f"extend must be >= 0, got {extend}")
     observed: list[list[TrackedFace | None]] = [[None] * len(faces) for faces in detections]
     filled: list[list[TrackedFace]] = [[] for _ in detections]
     for track in sorted(observations):
-        for segment in _segments(observations[track], max_gap):
-            for tracked in _fill_segment(track, segment, detections, window, polyorder):
+        pieces = [
+            _fill_segment(track, segment, detections, window, polyorder)
+            for segment in _segments(observations[track], max_gap)
+        ]
+        taken = {t.frame for piece in pieces for t in piece}
+        for piece in pieces:
+            held = _extension(piece, extend, len(detections)) if extend else []
+            for tracked in piece + [t for t in held if t.frame not in taken]:
+                taken.add(tracked.frame)
                 if tracked.source_index is None:
                     filled[tracked.frame].append(tracked)
                 else:
@@ -368,10 +392,11 @@ def track_video(
     max_gap: int = 5,
     window: int = 5,
     polyorder: int = 2,
+    extend: int = 0,
 ) -> list[list[TrackedFace]]:
     """Track faces over the frames `detections` (frame 0, 1, ...), then `smooth_and_fill`."""
     tracker = FaceTracker(iou_threshold=iou_threshold, max_gap=max_gap)
     track_ids = [tracker.update(frame, faces) for frame, faces in enumerate(detections)]
     return smooth_and_fill(
-        detections, track_ids, window=window, polyorder=polyorder, max_gap=max_gap
+        detections, track_ids, window=window, polyorder=polyorder, max_gap=max_gap, extend=extend
     )

@@ -1,47 +1,142 @@
 """Videos in two passes, so every frame's faces are known before any frame is written.
 
 Pass 1 reads every frame and keeps only its faces (boxes, + 68 landmarks for landmark
-methods), never the frames. `track_video` then links faces into tracks, smooths boxes and
-landmarks over time (Savitzky-Golay) and fills gaps of up to `max_gap` frames where the detector
-missed a tracked face. Pass 2 reads the frames again and anonymizes each with its tracked faces,
-gap-filled ones included, each track keeping one fake identity (`IdentityPolicy`), and writes
-them with `VideoWriter` at the source's frame rate and frame count (plus its audio when it has
-one and an ffmpeg binary is installed). Any error removes the unfinished output (atomic write);
-a second pass that decodes a different number of frames than the first is such an error, since
-frames beyond the first pass would have no faces to anonymize.
+methods), never the frames; detection runs on `workers` threads (each with its own models;
+dlib, MediaPipe and torch release the GIL), so both cores work. `track_video` then links faces
+into tracks, smooths boxes and landmarks over time (Savitzky-Golay), fills gaps of up to
+`max_gap` frames where the detector missed a tracked face, and, when the detector looks at
+every k-th frame only (`--detect-every`, or a union member's `every`), holds each track k-1
+frames longer at both ends. Pass 2 reads the frames again (decoding in a thread ahead of the
+work), anonymizes each with its tracked faces, each track keeping one fake identity
+(`IdentityPolicy`), and writes them at the source's frame rate and frame count, in H.264 by an
+ffmpeg child process (in parallel) for H.264 sources and mp4-family outputs, plus the source's
+audio. Any error removes the unfinished output (atomic write); a second pass that decodes a
+different number of frames than the first is such an error, since frames beyond the first pass
+would have no faces to anonymize. With `--audit` a third pass reads source and output together.
 
 Memory: faces only (a few KB per frame), never frames. Cost: the video is decoded twice.
 """
 
 from __future__ import annotations
 
+import os
+import queue
+import threading
 import time
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Any, TypeVar
 
+import numpy as np
 from tqdm import tqdm
 
+from deid.anonymizers.audit import AuditReport
+from deid.anonymizers.frame import FrameResult
 from deid.anonymizers.inputs import Job
 from deid.anonymizers.pipeline import Pipeline
 from deid.anonymizers.summary import FileRecord
 from deid.anonymizers.tracking import TrackedFace, track_video
 from deid.faces.types import Face
 from deid.media import VideoReader, VideoWriter, find_ffmpeg, has_audio
+from deid.media.ffmpeg import video_codec
+
+Item = TypeVar("Item")
+H264_CONTAINERS = (".mp4", ".m4v", ".mov")
+MAX_BITRATE_RATIO = 1.4  # H.264 output capped at this multiple of the source's bitrate
 
 
-def detect_faces(pipeline: Pipeline, reader: VideoReader, label: str) -> list[list[Face]]:
-    """Pass 1: the faces of every frame."""
-    bar = tqdm(
-        reader,
-        total=reader.frame_count or None,
-        desc=f"{label} [1/2 faces]",
+def prefetch(items: Iterable[Item], depth: int = 8) -> Iterator[Item]:
+    """Iterate `items` in a background thread, up to `depth` ahead (decoding overlaps work)."""
+    buffer: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    done = object()
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if stop.is_set():
+                    return
+                buffer.put(item)
+            buffer.put(done)
+        except BaseException as err:  # handed to the consumer, re-raised there
+            buffer.put(err)
+
+    thread = threading.Thread(target=produce, daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = buffer.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                buffer.get_nowait()
+            except queue.Empty:
+                thread.join(timeout=0.05)
+
+
+def worker_count(requested: int) -> int:
+    return requested if requested > 0 else max(1, os.cpu_count() or 1)
+
+
+@contextmanager
+def _torch_threads(count: int) -> Iterator[None]:
+    """Torch's intra-op threads while `count` worker threads run torch models at once."""
+    try:
+        import torch
+    except ImportError:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _bar(pipeline: Pipeline, items: Iterable[Item], total: int | None, desc: str) -> Any:
+    return tqdm(
+        items,
+        total=total or None,
+        desc=desc,
         unit="frame",
         leave=False,
         disable=None if pipeline.progress else True,
     )
-    return [pipeline.perception.faces(frame) for frame in bar]
+
+
+def detect_faces(pipeline: Pipeline, reader: VideoReader, label: str) -> list[list[Face]]:
+    """Pass 1: the faces of every frame, detected on worker threads."""
+    workers = worker_count(pipeline.settings.workers) if pipeline.make_perception else 1
+    frames = _bar(pipeline, prefetch(reader), reader.frame_count, f"{label} [1/2 faces]")
+    if workers == 1:
+        return [pipeline.perception.faces(frame, i) for i, frame in enumerate(frames)]
+
+    def detect(index: int, frame: np.ndarray) -> list[Face]:
+        return pipeline.thread_perception().faces(frame, index)
+
+    results: list[list[Face]] = []
+    pending: deque[Future[list[Face]]] = deque()
+    cores = max(1, (os.cpu_count() or 1) // workers)
+    with _torch_threads(cores), ThreadPoolExecutor(workers, "deid-detect") as pool:
+        for index, frame in enumerate(frames):
+            pending.append(pool.submit(detect, index, frame))
+            while len(pending) > 2 * workers:
+                results.append(pending.popleft().result())
+        results += [future.result() for future in pending]
+    return results
 
 
 def _audio_source(pipeline: Pipeline, job: Job) -> str | None:
-    if not pipeline.video.audio:
+    if not pipeline.settings.video.audio:
         return None
     ffmpeg = find_ffmpeg()
     try:
@@ -50,10 +145,40 @@ def _audio_source(pipeline: Pipeline, job: Job) -> str | None:
         return None
 
 
+def output_codec(pipeline: Pipeline, job: Job) -> str:
+    """`h264` for H.264 sources and mp4-family outputs (setting `auto`), else the setting."""
+    choice = pipeline.settings.video.codec
+    if choice != "auto":
+        return choice
+    if find_ffmpeg() is None:
+        return "opencv"
+    if job.dst.suffix.lower() in H264_CONTAINERS or video_codec(job.src) == "h264":
+        return "h264"
+    return "opencv"
+
+
+def _writer(pipeline: Pipeline, job: Job, reader: VideoReader) -> VideoWriter:
+    video = pipeline.settings.video
+    maxrate = None
+    seconds = (reader.frame_count or 0) / reader.fps
+    if seconds > 0:
+        maxrate = MAX_BITRATE_RATIO * 8 * job.src.stat().st_size / seconds
+    return VideoWriter(
+        job.dst,
+        reader.fps,
+        reader.size,
+        audio_from=_audio_source(pipeline, job),
+        codec=output_codec(pipeline, job),
+        crf=video.crf,
+        preset=video.preset,
+        maxrate=maxrate,
+    )
+
+
 def process_video(pipeline: Pipeline, job: Job, record: FileRecord) -> list[list[TrackedFace]]:
     """Anonymize one video into `job.dst`; fills `record`; returns the tracked faces per frame."""
     start = time.perf_counter()
-    settings = pipeline.video
+    settings = pipeline.settings.video
     with VideoReader(job.src) as reader:
         detections = detect_faces(pipeline, reader, job.rel)
         tracked = track_video(
@@ -62,20 +187,14 @@ def process_video(pipeline: Pipeline, job: Job, record: FileRecord) -> list[list
             max_gap=settings.max_gap,
             window=settings.window,
             polyorder=settings.polyorder,
+            extend=pipeline.perception.detector.frame_step - 1,
         )
-        assigner = pipeline.identities.assigner(job.rel)
+        assigner = pipeline.identities.assigner(job)
         identities: dict[str, int] = {}
-        bar = tqdm(
-            reader,
-            total=len(tracked),
-            desc=f"{job.rel} [2/2 anonymize]",
-            unit="frame",
-            leave=False,
-            disable=None if pipeline.progress else True,
-        )
-        audio = _audio_source(pipeline, job)
-        with VideoWriter(job.dst, reader.fps, reader.size, audio_from=audio) as writer:
-            for index, frame in enumerate(bar):
+        results: list[FrameResult] = []
+        frames = _bar(pipeline, prefetch(reader), len(tracked), f"{job.rel} [2/2 anonymize]")
+        with _writer(pipeline, job, reader) as writer:
+            for index, frame in enumerate(frames):
                 if index >= len(tracked):
                     raise RuntimeError(
                         f"the second read gave more than the {len(tracked)} frames of the first; "
@@ -94,6 +213,10 @@ def process_video(pipeline: Pipeline, job: Job, record: FileRecord) -> list[list
                     seed=pipeline.frame_seed(job.rel, index),
                 )
                 writer.write(result.image)
+                if pipeline.auditor is not None:
+                    results.append(
+                        FrameResult(image=np.empty(0), regions=result.regions, mask=result.mask)
+                    )
                 record.faces_found += sum(not t.interpolated for t in faces)
                 record.faces_interpolated += sum(t.interpolated for t in faces)
                 record.anonymized += result.anonymized
@@ -106,7 +229,20 @@ def process_video(pipeline: Pipeline, job: Job, record: FileRecord) -> list[list
     record.frames = len(tracked)
     record.identities = identities if assigner is not None else None
     if pipeline.auditor is not None:
-        report = pipeline.auditor.audit_video(job.src, tracked, job.dst)
-        record.audit_checked, record.audit_flagged = report.checked, report.flagged
+        record.audit = audit_video(pipeline, job, results)
     record.seconds = round(time.perf_counter() - start, 3)
     return tracked
+
+
+def audit_video(pipeline: Pipeline, job: Job, results: list[FrameResult]) -> AuditReport:
+    """Every frame of the written video against the source frame and what was anonymized."""
+    report = AuditReport()
+    with VideoReader(job.src) as source, VideoReader(job.dst) as output:
+        pairs = prefetch(zip(source, output, strict=False))
+        for index, (before, after) in enumerate(
+            _bar(pipeline, pairs, len(results), f"{job.rel} [audit]")
+        ):
+            if index >= len(results):
+                break
+            report.add(pipeline.audit(before, after, results[index], index))
+    return report
