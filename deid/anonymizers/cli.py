@@ -13,13 +13,10 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from deid.anonymizers.settings import (
-    FALLBACK_MODES,
-    TARGETS,
-    detector_names,
-    method_names,
-)
+from deid.anonymizers.fallback import FALLBACK_MODES
+from deid.anonymizers.settings import TARGETS, method_names
 from deid.errors import DeidError
+from deid.faces.detectors.named import detector_names
 from deid.hydra_entry import compose_redacted
 
 

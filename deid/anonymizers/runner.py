@@ -34,16 +34,12 @@ from deid.anonymizers.identity_keys import IdentityAssigner, key_fingerprint, lo
 from deid.anonymizers.inputs import Job, Plan, plan_jobs
 from deid.anonymizers.perception import Perception
 from deid.anonymizers.pipeline import IdentityPolicy, Pipeline, new_record, process_image
-from deid.anonymizers.settings import (
-    AnonymizeSettings,
-    detector_label,
-    detector_spec,
-    spec_names,
-)
+from deid.anonymizers.settings import AnonymizeSettings
 from deid.anonymizers.summary import FileRecord, Summary, completed_outputs, settings_fingerprint
 from deid.anonymizers.video import process_video
 from deid.errors import BadInputError, DeidError
 from deid.faces import FaceDetector
+from deid.faces.detectors.named import detector_label, detector_spec, spec_names
 from deid.hydra_entry import instantiate_unwrapped
 
 

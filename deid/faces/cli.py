@@ -1,4 +1,7 @@
-"""`python -m deid.faces detect IMAGE... --detector NAME`: faces (and landmarks) per image.
+"""`python -m deid.faces detect IMAGE... [--detector NAME]`: faces (and landmarks) per image.
+
+`--detector` takes the names of `conf/detector/` (`default` = mediapipe+mtcnn, as `deid
+anonymize` uses) and unions `a+b`.
 
 Unreadable inputs are reported one line each (`error: <path>: <reason>`) and the rest are still
 processed; the exit code is 2 when any input failed.
@@ -12,8 +15,9 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from deid.errors import BadInputError
-from deid.faces.detectors import DETECTORS, build_detector
+from deid.errors import BadInputError, DeidError
+from deid.faces.detectors import build_detector_spec
+from deid.faces.detectors.named import detector_names, detector_spec
 from deid.faces.types import Face
 
 PROGRESS_MIN_IMAGES = 4  # show a progress bar from this many images on
@@ -27,7 +31,11 @@ def _parser() -> argparse.ArgumentParser:
     detect = sub.add_parser("detect", help="detect faces in images")
     detect.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
     detect.add_argument(
-        "--detector", required=True, choices=sorted(DETECTORS), help="which face detector"
+        "--detector",
+        default="default",
+        metavar="NAME",
+        help=f"default: default (mediapipe+mtcnn); one of {', '.join(detector_names())}, "
+        "or a+b for a union",
     )
     detect.add_argument("--threshold", type=float, default=None, help="minimum detector score")
     detect.add_argument(
@@ -72,7 +80,11 @@ def detect_command(args: argparse.Namespace) -> int:
 
     from deid.media import read_image
 
-    with build_detector(args.detector, **_detector_options(args)) as detector:
+    spec = detector_spec(args.detector)
+    options = _detector_options(args)
+    if options and "members" in spec:
+        raise DeidError("--threshold and --upsample apply to one detector, not a union")
+    with build_detector_spec({**spec, **options}) as detector:
         predictor = None
         if args.landmarks:
             from deid.faces.landmarks import LandmarkPredictor
