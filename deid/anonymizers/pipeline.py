@@ -54,9 +54,12 @@ class IdentityPolicy:
         return job.rel
 
     def assigner(self, job: Job) -> IdentityAssigner | None:
+        return self.assigner_for(self.camera_of(job))
+
+    def assigner_for(self, camera: str) -> IdentityAssigner | None:
         if self.num_identities is None:
             return None
-        return IdentityAssigner(self.key, self.camera_of(job), self.num_identities, self.fixed)
+        return IdentityAssigner(self.key, camera, self.num_identities, self.fixed)
 
 
 @dataclass
@@ -89,7 +92,13 @@ class Pipeline:
 
     def photo_identities(self, job: Job, image: np.ndarray, faces: list[Face]) -> list[int] | None:
         """One fake identity per face of a photo: per person of the camera session."""
-        assigner = self.identities.assigner(job)
+        return self.identities_for(self.identities.camera_of(job), image, faces)
+
+    def identities_for(
+        self, camera: str, image: np.ndarray, faces: list[Face]
+    ) -> list[int] | None:
+        """One fake identity per face of a photo of session `camera` (None: no control)."""
+        assigner = self.identities.assigner_for(camera)
         if assigner is None:
             return None
         if self.linker is None or assigner.fixed is not None:

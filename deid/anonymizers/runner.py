@@ -60,7 +60,7 @@ def option(cfg: DictConfig, key: str, value: str = "PATH") -> str:
     return f"{key}={value}"
 
 
-def _build_method(cfg: DictConfig) -> Anonymizer:
+def build_method(cfg: DictConfig) -> Anonymizer:
     if cfg.get("anonymizer") is None:
         raise DeidError(f"no anonymizer chosen: {option(cfg, 'anonymizer', 'blur')}")
     spec = cfg.anonymizer
@@ -320,7 +320,7 @@ def anonymize(
     settings = AnonymizeSettings.from_config(cfg)
     plan = plan_jobs(settings.inputs, settings.output)
     check_outputs_writable(plan)
-    method = anonymizer if anonymizer is not None else _build_method(cfg)
+    method = anonymizer if anonymizer is not None else build_method(cfg)
     pipeline, recorded = build_pipeline(cfg, settings, method, detector)
     recorded["config"] = redacted_config(cfg)
     fingerprint = _fingerprint(cfg, settings, pipeline)
