@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deid.errors import MissingWeightError, WeightChecksumError
+from deid.errors import MissingWeightError, WeightChecksumError, unknown_name
 
 Converter = Callable[[Path, Path], None]
 
@@ -279,11 +279,9 @@ REGISTRY: dict[str, WeightSpec] = {
 
 
 def get_spec(name: str) -> WeightSpec:
-    try:
-        return REGISTRY[name]
-    except KeyError:
-        known = ", ".join(sorted(REGISTRY))
-        raise MissingWeightError(f"unknown weight {name!r}; known: {known}") from None
+    if name not in REGISTRY:
+        raise unknown_name("weight", name, sorted(REGISTRY), MissingWeightError)
+    return REGISTRY[name]
 
 
 def _env_path(spec: WeightSpec) -> Path | None:

@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from deid.anonymizers.base import Anonymizer
 from deid.datasets.registry import build_dataset
-from deid.errors import DeidError
+from deid.errors import DeidError, unknown_name
 from deid.hydra_entry import instantiate_unwrapped, run_dir_of
 from deid.media import atomic_write
 from deid_eval import provenance
@@ -114,7 +114,7 @@ def evaluate(cfg: DictConfig, run_dir: Path | None = None) -> dict[str, Any]:
     """Score `cfg.model`'s anonymizer on `cfg.data` with suite `cfg.metrics`; returns results."""
     suite = cfg.metrics.name
     if suite not in SUITES:
-        raise DeidError(f"unknown metrics suite {suite!r}; choose one of {', '.join(SUITES)}")
+        raise unknown_name("metrics suite", suite, SUITES)
     parse_ks(cfg.k)  # a malformed k stops before any work
     run_dir = Path(run_dir) if run_dir is not None else run_dir_of(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)

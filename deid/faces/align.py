@@ -19,6 +19,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from deid.errors import unknown_name
 from deid.faces.landmarks import INNER_EYE_CORNERS
 
 _INTERPOLATION = {
@@ -224,11 +225,10 @@ def crop(image: np.ndarray, transform: CropTransform, interpolation: str = "line
 
 
 def _flag(interpolation: str) -> int:
-    try:
-        return _INTERPOLATION[interpolation]
-    except KeyError:
-        known = ", ".join([*_INTERPOLATION, "area (crop only)"])
-        raise ValueError(f"unknown interpolation {interpolation!r}; known: {known}") from None
+    if interpolation not in _INTERPOLATION:
+        known = [*_INTERPOLATION, "area (crop only)"]
+        raise unknown_name("interpolation", interpolation, known, ValueError)
+    return _INTERPOLATION[interpolation]
 
 
 def _crop_area(image: np.ndarray, transform: CropTransform) -> np.ndarray:
