@@ -18,12 +18,12 @@ import pytorch_lightning as pl
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from deid.checkpoints import CONFIG_KEY
 from deid.errors import DeidError
 from deid.hydra_entry import run_dir_of
 from deid.media import atomic_write
 
 log = logging.getLogger("deid.training")
-CONFIG_KEY = "deid_config"
 
 
 class ResolvedConfigInCheckpoint(pl.Callback):

@@ -134,7 +134,7 @@ def tiny_data_dir(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     (faces), and a tiny MOTS set (bodies are preprocessed by the first run that needs them)."""
     from omegaconf import OmegaConf
 
-    from ciagan.preprocess import preprocess
+    from deid.prep.faces import preprocess
 
     data_dir = tmp_path_factory.mktemp("data")
     _tiny_demo(demo_root, data_dir / "demo")

@@ -85,7 +85,7 @@ def test_every_trainable_parameter_gets_a_gradient(tiny_data_dir: Path, tmp_path
         )
         batch = _fixed_batch(datamodule)
         fake, _ = module.generate(
-            batch["image"], batch["landmarks"], batch["mask"], batch["target_label"]
+            batch["image"], batch["pose"], batch["mask"], batch["target_label"]
         )
         module.discriminator_loss(batch, fake)[0].backward()
         assert all(p.grad is None for p in module.generator.parameters()), "D step reached G"
@@ -107,9 +107,7 @@ def test_composite_keeps_the_background_outside_the_mask(
 ) -> None:
     _, datamodule, module = _tiny_module(tiny_data_dir, tmp_path)
     batch = _fixed_batch(datamodule)
-    fake, raw = module.generate(
-        batch["image"], batch["landmarks"], batch["mask"], batch["target_label"]
-    )
+    fake, raw = module.generate(batch["image"], batch["pose"], batch["mask"], batch["target_label"])
     outside = batch["mask"].expand_as(fake) == 0
     assert torch.equal(fake[outside], batch["image"][outside])
     assert 0.05 < batch["mask"].mean() < 0.8  # the face mask covers a real face, not all or nothing
@@ -201,7 +199,7 @@ def test_overfitting_one_batch_lowers_the_losses(tiny_data_dir: Path, tmp_path: 
     for _ in range(40):  # the module's own losses, in training_step's order
         logs = {"identity": step(opt_identity, module.identity_loss(batch)[0])}
         fake, _ = module.generate(
-            batch["image"], batch["landmarks"], batch["mask"], batch["target_label"]
+            batch["image"], batch["pose"], batch["mask"], batch["target_label"]
         )
         logs["discriminator"] = step(opt_d, module.discriminator_loss(batch, fake)[0])
         loss, parts = module.generator_loss(batch, fake)
