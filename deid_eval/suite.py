@@ -21,7 +21,7 @@ from deid.datasets.registry import build_dataset
 from deid.errors import DeidError, unknown_name
 from deid.hydra_entry import instantiate_unwrapped, run_dir_of
 from deid.media import atomic_write
-from deid_eval import provenance
+from deid_eval import paper_numbers, provenance
 from deid_eval.cache import FeatureCache, cache_key, fingerprint_files
 from deid_eval.pipelines.models import resolve_device
 from deid_eval.ranges import parse_ks
@@ -30,10 +30,10 @@ SUITES = ("faces", "lfw", "bodies")
 
 
 def build_anonymizer(cfg: DictConfig) -> Anonymizer:
-    spec = cfg.model.get("anonymizer")
-    if spec is None:
-        raise DeidError(f"model config has no `anonymizer` entry: {OmegaConf.to_yaml(cfg.model)}")
-    return instantiate_unwrapped(spec, "anonymizer")
+    """The method `model=` picks (a conf/model/*.yaml: an anonymizer `_target_` + options)."""
+    if cfg.get("model") is None or "_target_" not in cfg.model:
+        raise DeidError("no method chosen: model=NAME (any conf/model/*.yaml)")
+    return instantiate_unwrapped(cfg.model, "anonymizer")
 
 
 def _data_options(cfg: DictConfig) -> tuple[dict[str, Any], str | None]:
@@ -111,7 +111,10 @@ def _run_faces(cfg: DictConfig, anonymizer: Anonymizer, run_dir: Path, cache: Fe
 
 
 def evaluate(cfg: DictConfig, run_dir: Path | None = None) -> dict[str, Any]:
-    """Score `cfg.model`'s anonymizer on `cfg.data` with suite `cfg.metrics`; returns results."""
+    """Score `cfg.model`'s anonymizer on `cfg.data` with suite `cfg.metrics`; returns results.
+
+    The method is named by the anonymizer (a trained one by its checkpoint's experiment, so
+    ablations get their own rows) and labelled as the papers name it (`paper_numbers`)."""
     suite = cfg.metrics.name
     if suite not in SUITES:
         raise unknown_name("metrics suite", suite, SUITES)
@@ -135,8 +138,8 @@ def evaluate(cfg: DictConfig, run_dir: Path | None = None) -> dict[str, Any]:
 
         metrics, dataset, protocol, weight_names = run_bodies(cfg, anonymizer, run_dir, cache)
     results = {
-        "method": cfg.model.get("name", anonymizer.name),
-        "method_label": cfg.model.get("label", anonymizer.name),
+        "method": anonymizer.name,
+        "method_label": paper_numbers.method_label(anonymizer.name),
         "suite": suite,
         "dataset": dataset,
         "metrics": metrics,

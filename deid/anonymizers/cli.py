@@ -36,7 +36,7 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image, video or folder")
     p.add_argument("-o", "--output", help="output folder, or a file name for one image/video")
-    p.add_argument("--anonymizer", default="blur17", help="any conf/anonymizer/*.yaml name")
+    p.add_argument("--anonymizer", default="blur17", help="any conf/model/*.yaml name")
     p.add_argument("--ckpt", help="checkpoint for trained methods (--anonymizer ciagan)")
     p.add_argument("--detector", default="dlib_hog", help="any conf/detector/*.yaml name")
     p.add_argument("--identity", type=int, help="one fixed target identity for every face")
@@ -66,7 +66,7 @@ def compose_config(args: argparse.Namespace) -> DictConfig:
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
 
-    overrides = [f"anonymizer={args.anonymizer}", f"detector={args.detector}", *args.set]
+    overrides = [f"model={args.anonymizer}", f"detector={args.detector}", *args.set]
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
             cfg = compose(config_name="anonymize", overrides=overrides)

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from deid.anonymizers.base import Anonymizer, Subject
 from deid.datasets.records import FaceRecord, identity_labels
-from deid.errors import unknown_name
+from deid.errors import DeidError
 from deid.faces import (
     Face,
     LandmarkPredictor,
@@ -127,7 +127,7 @@ class ImageViews:
         self, paths: list[str], all_faces: list[list[Face]], chosen: list[Face | None], align: str
     ) -> None:
         if align not in ALIGN_MODES:
-            raise unknown_name("metrics.align", align, ALIGN_MODES)
+            raise DeidError(f"metrics.align={align!r}: choose one of {', '.join(ALIGN_MODES)}")
         self.paths, self.align = paths, align
         self.transforms: list[CropTransform | None] = [None] * len(paths)
         self.faces, self.chosen = all_faces, chosen
