@@ -90,6 +90,7 @@ def test_from_checkpoint_rebuilds_the_trained_generator(
         cfg = compose(
             config_name="train",
             overrides=[
+                "experiment=ciagan_demo",
                 *TINY_GAN,
                 "logger=csv",
                 "trainer.max_steps=3",

@@ -3,6 +3,7 @@ exact, DDP and submitit sweeps work. Real faces (the demo photos) through the re
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -51,7 +52,7 @@ def test_every_experiment_runs_fast_dev_run_on_cpu(
     if cfg.module._target_.endswith("IdentityPretrainModule"):
         assert 0.0 <= metrics["val/recall@1"] <= 1.0  # Recall@1 on the validation identities
     if cfg.module._target_.endswith("CiaganModule"):
-        assert metrics["generator/total"] == pytest.approx(metrics["generator/total"])  # finite
+        assert math.isfinite(metrics["generator/total"])
         assert list((tmp_path / "samples").glob("*.png"))
 
 
@@ -65,7 +66,9 @@ def test_paper_settings_are_in_the_celeba_experiment() -> None:
 
 
 def _tiny_module(tiny_data_dir: Path, tmp_path: Path, extra: list[str] = ()) -> tuple:
-    cfg = _compose([*TINY_GAN, *_paths(tiny_data_dir, tmp_path), "logger=csv", *extra])
+    cfg = _compose(
+        ["experiment=ciagan_demo", *TINY_GAN, *_paths(tiny_data_dir, tmp_path), "logger=csv", *extra]
+    )
     datamodule, module, trainer = build(cfg)
     datamodule.setup("fit")
     return cfg, datamodule, module
@@ -149,6 +152,7 @@ def test_kill_and_resume_continues_with_identical_losses(
     tiny_data_dir: Path, tmp_path: Path
 ) -> None:
     common = [
+        "experiment=ciagan_demo",
         *TINY_GAN,
         "logger=csv",
         "trainer.max_steps=12",  # 4 iterations x 3 optimizer steps
@@ -224,6 +228,7 @@ def test_two_process_ddp_on_cpu_trains(tiny_data_dir: Path, tmp_path: Path) -> N
     result = _run(
         [
             str(ROOT / "train.py"),
+            "experiment=ciagan_demo",
             *TINY_GAN,
             "trainer=ddp",
             "trainer.accelerator=cpu",
@@ -251,6 +256,7 @@ def test_submitit_local_multirun_runs_two_jobs(tiny_data_dir: Path, tmp_path: Pa
             "-m",
             "hydra/launcher=submitit_local",
             "seed=1,2",
+            "experiment=ciagan_demo",
             *TINY_GAN,
             "trainer.fast_dev_run=true",
             "logger=csv",
