@@ -28,8 +28,8 @@ from ciagan.nets import Generator
 from deid.anonymizers.base import Subject
 from deid.anonymizers.registry import build_anonymizer
 from deid.datasets import demo as demo_set
-from deid.demo_scenes import moving_faces_frames
 from deid.faces import LandmarkPredictor, build_detector
+from demo.scenes import moving_faces_frames
 
 ROOT = Path(__file__).resolve().parents[2]
 
