@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import pytorch_lightning as pl
 import torch
-from ciagan_tiny import TINY_GAN
+from ciagan_tiny import PLAIN_CIAGAN, TINY_GAN
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
@@ -67,7 +67,13 @@ def test_paper_settings_are_in_the_celeba_experiment() -> None:
 
 def _tiny_module(tiny_data_dir: Path, tmp_path: Path, extra: list[str] = ()) -> tuple:
     cfg = _compose(
-        ["experiment=ciagan_demo", *TINY_GAN, *_paths(tiny_data_dir, tmp_path), "logger=csv", *extra]
+        [
+            *PLAIN_CIAGAN,
+            *TINY_GAN,
+            *_paths(tiny_data_dir, tmp_path),
+            "logger=csv",
+            *extra,
+        ]
     )
     datamodule, module, trainer = build(cfg)
     datamodule.setup("fit")
@@ -152,7 +158,7 @@ def test_kill_and_resume_continues_with_identical_losses(
     tiny_data_dir: Path, tmp_path: Path
 ) -> None:
     common = [
-        "experiment=ciagan_demo",
+        *PLAIN_CIAGAN,
         *TINY_GAN,
         "logger=csv",
         "trainer.max_steps=12",  # 4 iterations x 3 optimizer steps
@@ -228,7 +234,7 @@ def test_two_process_ddp_on_cpu_trains(tiny_data_dir: Path, tmp_path: Path) -> N
     result = _run(
         [
             str(ROOT / "train.py"),
-            "experiment=ciagan_demo",
+            *PLAIN_CIAGAN,
             *TINY_GAN,
             "trainer=ddp",
             "trainer.accelerator=cpu",
@@ -256,7 +262,7 @@ def test_submitit_local_multirun_runs_two_jobs(tiny_data_dir: Path, tmp_path: Pa
             "-m",
             "hydra/launcher=submitit_local",
             "seed=1,2",
-            "experiment=ciagan_demo",
+            *PLAIN_CIAGAN,
             *TINY_GAN,
             "trainer.fast_dev_run=true",
             "logger=csv",
