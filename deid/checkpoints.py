@@ -20,11 +20,14 @@ from deid.errors import DeidError, MissingWeightError
 CONFIG_KEY = "deid_config"  # the resolved run config `deid.training` stores in checkpoints
 
 
-def load_checkpoint(path: str | Path | None, what: str, command: str) -> dict[str, Any]:
+def load_checkpoint(
+    path: str | Path | None, what: str, command: str, setting: str = "ckpt"
+) -> dict[str, Any]:
     """The checkpoint at `path` (a plain dict). `what` names the model ("CIAGAN"), `command`
-    the one that trains it (`python train.py experiment=ciagan_demo`)."""
+    the one that trains it (`python train.py experiment=ciagan_demo`), `setting` the config
+    key that passes the path."""
     if path is None:
-        raise DeidError(f"{what} needs a checkpoint: add ckpt=<run>/checkpoints/last.ckpt")
+        raise DeidError(f"{what} needs a checkpoint: add {setting}=<run>/checkpoints/last.ckpt")
     path = Path(path)
     if not path.is_file():
         raise MissingWeightError(

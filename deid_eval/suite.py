@@ -23,7 +23,7 @@ from deid.hydra_entry import instantiate_unwrapped, run_dir_of
 from deid.media import atomic_write
 from deid_eval import paper_numbers, provenance
 from deid_eval.cache import FeatureCache, cache_key, fingerprint_files
-from deid_eval.pipelines.models import resolve_device
+from deid_eval.pipelines.models import embedder_hashes, resolve_device
 from deid_eval.ranges import parse_ks
 
 SUITES = ("faces", "lfw", "bodies")
@@ -61,6 +61,13 @@ def _face_records(cfg: DictConfig) -> tuple[list, dict[str, Any]]:
     return records, info
 
 
+def _embedder_specs(cfg: DictConfig) -> dict[str, Any]:
+    """Trained embedders by name (evaluate.yaml's `embedder:`), each a `_target_` spec."""
+    specs = OmegaConf.to_container(cfg.get("embedder") or {}, resolve=True)
+    assert isinstance(specs, dict)
+    return {str(name): spec for name, spec in specs.items() if spec}
+
+
 def _run_faces(cfg: DictConfig, anonymizer: Anonymizer, run_dir: Path, cache: FeatureCache):
     from deid_eval.pipelines.faces import FaceEvalSetup, evaluate_faces
 
@@ -85,12 +92,13 @@ def _run_faces(cfg: DictConfig, anonymizer: Anonymizer, run_dir: Path, cache: Fe
         run_dir=run_dir,
         device=resolve_device(cfg.get("device")),
         align=str(metrics.get("align", "none")),
+        embedder_specs=_embedder_specs(cfg),
     )
     outcome = evaluate_faces(setup)
     info.update(outcome["counts"])
     weights = [w for d in setup.detectors for w in provenance.DETECTOR_WEIGHTS[d["name"]]]
     weights += provenance.DETECTOR_WEIGHTS[setup.box_detector["name"]] + ["dlib_landmarks68"]
-    weights += [w for e in setup.embedders for w in provenance.EMBEDDER_WEIGHTS[e]]
+    weights += [w for e in setup.embedders for w in provenance.EMBEDDER_WEIGHTS.get(e, [])]
     if setup.fid or setup.kid:
         weights.append("fid_inception")
     protocol = {
@@ -107,6 +115,12 @@ def _run_faces(cfg: DictConfig, anonymizer: Anonymizer, run_dir: Path, cache: Fe
         "seed": setup.seed,
         "device": setup.device,
     }
+    trained = {e: setup.embedder_specs[e] for e in setup.embedders if e in setup.embedder_specs}
+    if trained:  # which checkpoint each trained embedder came from
+        protocol["trained_embedders"] = {
+            name: {"ckpt": spec.get("ckpt"), **embedder_hashes(name, setup.embedder_specs)}
+            for name, spec in trained.items()
+        }
     return outcome["metrics"], info, protocol, weights
 
 
