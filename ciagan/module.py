@@ -19,9 +19,10 @@ import torch
 from torch import Tensor
 
 from ciagan import losses
-from ciagan.nets import CONDITIONS, Discriminator, Generator, IdentityNet, condition_name, inpaint
+from ciagan.nets import Discriminator, Generator, IdentityNet, inpaint
+from ciagan.nets.generator import CONDITIONS, LEGACY_CONDITIONS, condition_name
 from deid.checkpoints import load_checkpoint, submodule_weights
-from deid.errors import DeidError
+from deid.errors import DeidError, unknown_name
 
 DEFAULT_OPTIMIZER = {"_target_": "torch.optim.Adam", "lr": 1e-5, "betas": [0.5, 0.9]}
 DEFAULT_SCHEDULE = {"identity_every": 1, "discriminator_every": 1, "generator_every": 1}
@@ -69,12 +70,9 @@ class CiaganModule(pl.LightningModule):
         """`crop`: how the training data was cropped (the preprocessing folder's settings,
         from the datamodule), kept in the checkpoint so inference cuts its inputs alike."""
         super().__init__()
-        try:
-            condition = condition_name(condition)
-        except ValueError:
-            raise DeidError(
-                f"module.condition must be one of {CONDITIONS}, got {condition!r}"
-            ) from None
+        if LEGACY_CONDITIONS.get(condition, condition) not in CONDITIONS:
+            raise unknown_name("module.condition", condition, CONDITIONS)
+        condition = condition_name(condition)
         self.save_hyperparameters()
         self.automatic_optimization = False
         self.generator = Generator(num_identities, image_size=image_size, **dict(generator or {}))

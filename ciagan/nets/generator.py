@@ -25,6 +25,7 @@ from ciagan.nets.blocks import (
     instance_norm,
     make_conv,
 )
+from deid.errors import unknown_name
 
 
 class Generator(nn.Module):
@@ -183,7 +184,7 @@ def condition_name(condition: str) -> str:
     """`condition` as one of `CONDITIONS` (old checkpoints say "landmarks" for "pose")."""
     condition = LEGACY_CONDITIONS.get(condition, condition)
     if condition not in CONDITIONS:
-        raise ValueError(f"condition must be one of {CONDITIONS}, got {condition!r}")
+        raise unknown_name("condition", condition, CONDITIONS, ValueError)
     return condition
 
 
