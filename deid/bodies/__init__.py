@@ -1,4 +1,5 @@
-"""Person segmentation behind one interface: `build_segmenter(name).segment(rgb) -> PersonMasks`.
+"""Person segmentation behind one interface: `build_segmenter(name).segment(rgb) -> PersonMasks`;
+persons as regions to replace (crops, silhouettes, paste-back) in `deid.bodies.persons`.
 
 Heavy dependencies (mediapipe, torch) load when a segmenter is built, not on import.
 """
