@@ -65,7 +65,7 @@ from deid.prep.run import (
     crop_stems,
     dataset_records,
     dataset_settings,
-    main_exit_on_interrupt,
+    run_from_hydra,
     run_preprocessing,
 )
 
@@ -401,7 +401,7 @@ def preprocess_bodies(cfg: DictConfig) -> dict[str, Any]:
 
 @hydra.main(config_path="../../conf", config_name="preprocess_bodies", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    main_exit_on_interrupt(preprocess_bodies, cfg)
+    run_from_hydra(preprocess_bodies, cfg)
 
 
 if __name__ == "__main__":

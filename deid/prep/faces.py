@@ -59,7 +59,7 @@ from deid.prep.run import (
     crop_stems,
     dataset_records,
     dataset_settings,
-    main_exit_on_interrupt,
+    run_from_hydra,
     run_preprocessing,
 )
 
@@ -356,7 +356,7 @@ def preprocess(cfg: DictConfig) -> dict[str, Any]:
 
 @hydra.main(config_path="../../conf", config_name="preprocess", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    main_exit_on_interrupt(preprocess, cfg)
+    run_from_hydra(preprocess, cfg)
 
 
 if __name__ == "__main__":

@@ -170,7 +170,7 @@ def print_summary(summary: dict[str, Any], noun: str) -> None:
     )
 
 
-def main_exit_on_interrupt(task: Callable[[DictConfig], Any], cfg: DictConfig) -> None:
+def run_from_hydra(task: Callable[[DictConfig], Any], cfg: DictConfig) -> None:
     """Run a driver from its Hydra entry point: user errors in one line (exit 2), Ctrl-C
     exits 130 (what is done so far is saved; the same command continues)."""
     from deid.hydra_entry import run_task
