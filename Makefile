@@ -29,7 +29,7 @@ test-slow: setup
 	$(PY) -m pytest -q
 
 demo: setup
-	$(PY) -m deid.demo
+	$(PY) -m demo
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -1,9 +1,12 @@
-"""python train.py [Hydra overrides]: thin entry point, the logic lives in deid.training.train."""
+"""python train.py experiment=<name> [Hydra overrides]: thin entry point, the logic lives in
+deid.training.train."""
+
+import sys
 
 import hydra
 from omegaconf import DictConfig
 
-from deid.hydra_entry import run_task
+from deid.hydra_entry import check_choices, run_task
 from deid.training import train
 
 
@@ -13,4 +16,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    run_task(lambda argv: check_choices(argv, "experiment"), sys.argv[1:])  # a typo: one line
     main()

@@ -1,13 +1,15 @@
 """CIAGAN as an `Anonymizer`: every face -> CIAGAN crop -> generator -> pasted back.
 
-Per face: the eye-centred 178x218 crop of training (`eye_transform` + `face_crop`), resized
-to the model's size, its landmark image and mask rendered exactly as in training, one
-generator pass for all faces of a batch, the generated face composited over the crop's own
-background, resized back and pasted into the frame through the face mask with a feathered
-edge. Pixels outside the pasted masks stay bit-identical.
+Per face: the eye-centred 178x218 crop of training (`deid.faces.regions.face_region`),
+resized to the model's size, its landmark image and mask rendered exactly as in training, one
+generator pass for all faces of a batch (`ciagan.nets.inpaint`, the composite training uses:
+the generated face inside the mask, the crop's own background outside), resized back and
+pasted into the frame through the face mask with a feathered edge
+(`deid.faces.align.paste_region`). Pixels outside the pasted masks stay bit-identical.
 
 `from_checkpoint(path)` rebuilds the generator from the checkpoint alone (its stored
-hyper-parameters), loading with `weights_only=True`.
+hyper-parameters), loading with `weights_only=True` (`deid.checkpoints`); the anonymizer is
+named after the checkpoint's experiment, so results tell the full model from its ablations.
 """
 
 from __future__ import annotations
@@ -22,64 +24,42 @@ import numpy as np
 import torch
 
 from ciagan.data import to_image_tensor, to_map_tensor, to_uint8_image
-from ciagan.nets import Generator
-from ciagan.render import face_crop, face_mask, landmark_image, resize_points
+from ciagan.nets import Generator, condition_name, inpaint
 from deid.anonymizers.base import NEEDS_FACES, NEEDS_LANDMARKS, Subject, check_subjects
-from deid.errors import DeidError, MissingWeightError
-from deid.faces.align import CropTransform, eye_transform, paste_back
+from deid.checkpoints import experiment_name, hyper_parameters, load_checkpoint, submodule_weights
+from deid.errors import DeidError
+from deid.faces.align import RegionCrop, paste_region
+from deid.faces.regions import face_region
+from deid.faces.render import face_mask, landmark_image, resize_points
 from deid.faces.types import Face
 
-CROP_SIZE = (178, 218)
+TRAIN_COMMAND = "python train.py experiment=ciagan_demo"  # or any other ciagan_* experiment
 
 
 @dataclass
-class PreparedFace:
-    """One face ready for the generator, and what is needed to paste the result back."""
+class GeneratorInput:
+    """One region (a face or a person) ready for the generator, and where it came from."""
 
-    subject: int
-    transform: CropTransform
-    crop: np.ndarray  # 178x218 RGB
-    crop_mask: np.ndarray  # 178x218 uint8 {0, 255}
-    image: np.ndarray  # S x S model input
-    landmarks: np.ndarray  # S x S x 3 landmark image
-    mask: np.ndarray  # S x S uint8 {0, 255}
-
-
-def load_checkpoint(path: str | Path | None) -> dict[str, Any]:
-    if path is None:
-        raise DeidError("CIAGAN needs a checkpoint: add ckpt=<run>/checkpoints/last.ckpt")
-    path = Path(path)
-    if not path.is_file():
-        raise MissingWeightError(
-            f"CIAGAN checkpoint {path} not found: train one with "
-            "`python train.py experiment=ciagan_demo` (or ciagan_celeba) and pass "
-            "<run>/checkpoints/last.ckpt"
-        )
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # truncated, not a torch file, or unsafe content
-        raise DeidError(
-            f"{path}: not a loadable CIAGAN checkpoint ({type(err).__name__})"
-        ) from None
+    subject: int  # index of the subject (image) it belongs to
+    region: RegionCrop  # the crop in the frame, with its mask: what is pasted back
+    image: np.ndarray  # S x S RGB model input
+    pose: np.ndarray  # S x S x 3 pose image (landmark lines, or the silhouette)
+    mask: np.ndarray  # S x S uint8 {0, 255}: where the generator paints
 
 
 def load_generator(path: str | Path | None) -> tuple[Generator, str, dict[str, Any]]:
     """(generator, condition, checkpoint) rebuilt from a CIAGAN GAN checkpoint alone."""
-    state = load_checkpoint(path)
-    hparams = state.get("hyper_parameters")
-    weights = state.get("state_dict", {})
-    if not hparams or "generator" not in hparams or "num_identities" not in hparams:
+    state = load_checkpoint(path, "CIAGAN", TRAIN_COMMAND)
+    hparams = hyper_parameters(state)
+    if "generator" not in hparams or "num_identities" not in hparams:
         raise DeidError(f"{path}: not a CIAGAN GAN checkpoint (no generator settings)")
     generator = Generator(
         int(hparams["num_identities"]),
         image_size=int(hparams.get("image_size", 128)),
         **dict(hparams["generator"] or {}),
     )
-    prefix = "generator."
-    generator.load_state_dict(
-        {k[len(prefix) :]: v for k, v in weights.items() if k.startswith(prefix)}
-    )
-    return generator, str(hparams.get("condition", "landmarks")), state
+    generator.load_state_dict(submodule_weights(state, "generator"))
+    return generator, condition_name(str(hparams.get("condition", "pose"))), state
 
 
 class CiaganAnonymizer:
@@ -91,17 +71,20 @@ class CiaganAnonymizer:
     def __init__(
         self,
         generator: Generator,
-        condition: str = "landmarks",
+        condition: str = "pose",
         identity: int | None = None,
         feather: float = 4.0,
         batch_size: int = 16,
         device: str | torch.device | None = None,
+        name: str = "ciagan",
     ) -> None:
+        """`name`: how results and summaries call this method (the checkpoint's experiment)."""
+        self.name = name
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.generator = generator.to(self.device).eval()
         self.image_size = generator.image_size
         self.num_identities = generator.num_identities
-        self.condition = condition
+        self.condition = condition_name(condition)
         if identity is not None and not 0 <= identity < self.num_identities:
             raise DeidError(
                 f"identity={identity} is out of range: this model knows {self.num_identities} "
@@ -113,23 +96,21 @@ class CiaganAnonymizer:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path | None, **options: Any) -> CiaganAnonymizer:
-        generator, condition, _ = load_generator(path)
+        generator, condition, state = load_generator(path)
+        options.setdefault("name", experiment_name(state) or cls.name)
         return cls(generator, condition=condition, **options)
 
     # ------------------------------------------------------------------ per face
-    def prepare(self, subject_index: int, image: np.ndarray, face: Face) -> PreparedFace:
-        transform = eye_transform(face.landmarks, CROP_SIZE)
-        crop = face_crop(image, transform)
-        crop_points = transform.apply(face.landmarks)
+    def prepare(self, subject_index: int, image: np.ndarray, face: Face) -> GeneratorInput:
+        region = face_region(image, face.landmarks)
+        crop_points = region.transform.apply(face.landmarks)
         size = (self.image_size, self.image_size)
-        points = resize_points(crop_points, CROP_SIZE, size)
-        return PreparedFace(
+        points = resize_points(crop_points, region.transform.size, size)
+        return GeneratorInput(
             subject=subject_index,
-            transform=transform,
-            crop=crop,
-            crop_mask=face_mask(crop_points, CROP_SIZE),
-            image=cv2.resize(crop, size, interpolation=cv2.INTER_AREA),
-            landmarks=landmark_image(points, size),
+            region=region,
+            image=cv2.resize(region.crop, size, interpolation=cv2.INTER_AREA),
+            pose=landmark_image(points, size),
             mask=face_mask(points, size),
         )
 
@@ -155,33 +136,30 @@ class CiaganAnonymizer:
 
     @torch.no_grad()
     def generate(
-        self, faces: Sequence[PreparedFace], identities: Sequence[int]
+        self, inputs: Sequence[GeneratorInput], identities: Sequence[int]
     ) -> list[np.ndarray]:
-        """Generated S x S faces composited over each input's background (uint8)."""
+        """Generated S x S regions composited over each input's background (uint8)."""
         outputs: list[np.ndarray] = []
-        for start in range(0, len(faces), self.batch_size):
-            chunk = faces[start : start + self.batch_size]
+        for start in range(0, len(inputs), self.batch_size):
+            chunk = inputs[start : start + self.batch_size]
             image = torch.stack([to_image_tensor(f.image) for f in chunk]).to(self.device)
-            landmarks = torch.stack([to_map_tensor(f.landmarks) for f in chunk]).to(self.device)
+            pose = torch.stack([to_map_tensor(f.pose) for f in chunk]).to(self.device)
             mask = torch.stack([to_map_tensor(f.mask[..., None]) for f in chunk]).to(self.device)
             target = torch.tensor(identities[start : start + len(chunk)], device=self.device)
-            masked = image * (1 - mask)
-            condition = landmarks if self.condition == "landmarks" else image * mask
-            raw = self.generator(condition, masked, target)
-            composite = masked + raw * mask
+            composite, _ = inpaint(self.generator, image, pose, mask, target, self.condition)
             outputs.extend(to_uint8_image(c) for c in composite)
         return outputs
 
-    def paste(self, image: np.ndarray, face: PreparedFace, generated: np.ndarray) -> np.ndarray:
-        full = cv2.resize(generated, CROP_SIZE, interpolation=cv2.INTER_CUBIC)
-        return paste_back(image, full, face.transform, mask=face.crop_mask, feather=self.feather)
+    def paste(self, image: np.ndarray, item: GeneratorInput, generated: np.ndarray) -> np.ndarray:
+        """`generated` back into `image` through the face mask (`paste_region`)."""
+        return paste_region(image, item.region, generated, self.feather)
 
     # ------------------------------------------------------------------ protocol
     def anonymize(
         self, subjects: Sequence[Subject], seeds: Sequence[int] | None = None
     ) -> list[np.ndarray]:
         check_subjects(self, subjects)
-        prepared: list[PreparedFace] = []
+        prepared: list[GeneratorInput] = []
         identities: list[int] = []
         for index, subject in enumerate(subjects):
             faces = [self.prepare(index, subject.image, face) for face in subject.faces]
@@ -193,6 +171,6 @@ class CiaganAnonymizer:
                 identities.extend(self.target_identities(len(faces), seed))
         generated = self.generate(prepared, identities)
         results = [subject.image.copy() for subject in subjects]
-        for face, output in zip(prepared, generated, strict=True):
-            results[face.subject] = self.paste(results[face.subject], face, output)
+        for item, output in zip(prepared, generated, strict=True):
+            results[item.subject] = self.paste(results[item.subject], item, output)
         return results

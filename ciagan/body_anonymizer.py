@@ -1,12 +1,14 @@
 """The full-body CIAGAN as an `Anonymizer`: every person of the person mask is replaced.
 
 Per connected component of `subject.person_mask` (cut at `threshold`, grown by `dilate` frame
-pixels, at least `min_area` pixels): the square crop of preprocessing (`ciagan.bodies`:
-`person_transform` + `crop_person` at the training crop size and margin), resized to the
-model's size with the silhouette condition rendered as in training, one generator pass for all
-persons of a batch (`CiaganAnonymizer.generate`: the generated person inside the silhouette,
-the crop's own background outside), resized back and pasted into the frame through the crop's
-mask with a feathered edge. Pixels outside the (dilated) person components stay bit-identical.
+pixels, at least `min_area` pixels): the square crop of preprocessing
+(`deid.bodies.persons.person_region` at the training crop size and margin, which the
+checkpoint records), resized to the model's size with the silhouette pose image rendered as in
+training, one generator pass for all persons of a batch (`CiaganAnonymizer.generate`: the
+generated person inside the silhouette, the crop's own background outside), resized back and
+pasted into the frame through the crop's mask with a feathered edge
+(`deid.bodies.persons.paste_person`). Pixels outside the (dilated) person components stay
+bit-identical.
 
 Target identities, per person: a fixed `identity` wins; else `subject.identities` when given
 (aligned with `subject.faces`: a person takes the identity of the face inside it, so a video
@@ -24,31 +26,29 @@ import cv2
 import numpy as np
 import torch
 
-from ciagan.anonymizer import CiaganAnonymizer, PreparedFace, load_generator
-from ciagan.bodies import (
-    CROP_SIZE,
-    MARGIN,
-    crop_person,
+from ciagan.anonymizer import CiaganAnonymizer, GeneratorInput, load_generator
+from ciagan.nets import Generator
+from deid.anonymizers.base import NEEDS_PERSON_MASK, Subject, check_subjects
+from deid.bodies.persons import (
+    PERSON_CROP_SIZE,
+    PERSON_MARGIN,
+    paste_person,
     person_components,
-    person_transform,
+    person_region,
     resize_mask,
     silhouette_image,
 )
-from ciagan.nets import Generator
-from deid.anonymizers.base import NEEDS_PERSON_MASK, Subject, check_subjects
-from deid.faces.align import paste_back
+from deid.checkpoints import experiment_name, hyper_parameters
 from deid.faces.types import Face
 
 MIN_FACE_COVERAGE = 0.3  # a face belongs to a person when this share of its box is inside
 
 
 def crop_settings(state: dict[str, Any]) -> dict[str, Any]:
-    """Crop size and margin of the body preprocessing a checkpoint was trained on (from the
-    resolved config stored in it), or {} when it does not say."""
-    config = state.get("deid_config") or {}
-    datamodule = config.get("datamodule") or {}
-    crop = (datamodule.get("preprocess") or {}).get("crop") or {}
-    if datamodule.get("kind") != "bodies":
+    """Crop size and margin of the person crops a checkpoint was trained on (the `crop` its
+    module recorded from the training data), or {} when it does not say."""
+    crop = hyper_parameters(state).get("crop") or {}
+    if crop.get("kind") != "bodies":
         return {}
     return {k: v for k, v in (("crop_size", crop.get("size")), ("margin", crop.get("margin"))) if v}
 
@@ -76,14 +76,22 @@ class CiaganBodyAnonymizer:
         dilate: int = 2,
         min_area: int = 256,
         threshold: float = 0.5,
-        crop_size: int = CROP_SIZE,
-        margin: float = MARGIN,
+        crop_size: int = PERSON_CROP_SIZE,
+        margin: float = PERSON_MARGIN,
         batch_size: int = 16,
         device: str | torch.device | None = None,
-        condition: str = "landmarks",
+        condition: str = "pose",
+        name: str = "ciagan_body",
     ) -> None:
+        """`name`: how results and summaries call this method (the checkpoint's experiment)."""
+        self.name = name
         self.model = CiaganAnonymizer(
-            generator, condition=condition, identity=identity, batch_size=batch_size, device=device
+            generator,
+            condition=condition,
+            identity=identity,
+            feather=feather,
+            batch_size=batch_size,
+            device=device,
         )
         self.num_identities = self.model.num_identities
         self.image_size = self.model.image_size
@@ -100,6 +108,7 @@ class CiaganBodyAnonymizer:
         """Rebuild the generator from a `train.py experiment=ciagan_body_*` checkpoint alone;
         crop size and margin default to the ones it was trained with."""
         generator, condition, state = load_generator(path)
+        options.setdefault("name", experiment_name(state) or cls.name)
         return cls(generator, condition=condition, **{**crop_settings(state), **options})
 
     # ------------------------------------------------------------------ per person
@@ -113,18 +122,15 @@ class CiaganBodyAnonymizer:
             binary = cv2.dilate(binary.astype(np.uint8), kernel).astype(bool)
         return person_components(binary, self.min_area)
 
-    def prepare(self, subject_index: int, image: np.ndarray, person: np.ndarray) -> PreparedFace:
-        transform = person_transform(person, self.crop_size, self.margin)
-        crop, crop_mask = crop_person(image, person, transform)
+    def prepare(self, subject_index: int, image: np.ndarray, person: np.ndarray) -> GeneratorInput:
+        region = person_region(image, person, self.crop_size, self.margin)
         size = self.image_size
-        mask = resize_mask(crop_mask, size)
-        return PreparedFace(
+        mask = resize_mask(region.mask, size)
+        return GeneratorInput(
             subject=subject_index,
-            transform=transform,
-            crop=crop,
-            crop_mask=crop_mask,
-            image=cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA),
-            landmarks=silhouette_image(mask),
+            region=region,
+            image=cv2.resize(region.crop, (size, size), interpolation=cv2.INTER_AREA),
+            pose=silhouette_image(mask),
             mask=mask,
         )
 
@@ -162,19 +168,16 @@ class CiaganBodyAnonymizer:
         return chosen
 
     def paste(
-        self, image: np.ndarray, face: PreparedFace, generated: np.ndarray, person: np.ndarray
+        self, image: np.ndarray, item: GeneratorInput, generated: np.ndarray, person: np.ndarray
     ) -> np.ndarray:
-        side = self.crop_size
-        full = cv2.resize(generated, (side, side), interpolation=cv2.INTER_CUBIC)
-        pasted = paste_back(image, full, face.transform, mask=face.crop_mask, feather=self.feather)
-        return np.where(person[..., None], pasted, image)
+        return paste_person(image, item.region, generated, person, self.feather)
 
     # ------------------------------------------------------------------ protocol
     def anonymize(
         self, subjects: Sequence[Subject], seeds: Sequence[int] | None = None
     ) -> list[np.ndarray]:
         check_subjects(self, subjects)
-        prepared: list[PreparedFace] = []
+        prepared: list[GeneratorInput] = []
         regions: list[np.ndarray] = []
         identities: list[int] = []
         for index, subject in enumerate(subjects):
@@ -191,6 +194,6 @@ class CiaganBodyAnonymizer:
             regions.extend(persons)
         generated = self.model.generate(prepared, identities)
         results = [subject.image.copy() for subject in subjects]
-        for face, output, region in zip(prepared, generated, regions, strict=True):
-            results[face.subject] = self.paste(results[face.subject], face, output, region)
+        for item, output, person in zip(prepared, generated, regions, strict=True):
+            results[item.subject] = self.paste(results[item.subject], item, output, person)
         return results

@@ -1,4 +1,4 @@
-"""Sample grids during CIAGAN training: source | landmarks | outputs for 3 target identities.
+"""Sample grids during CIAGAN training: source | pose | outputs for 3 target identities.
 
 Saved as PNG under `<run>/samples/` and sent to every logger that takes images (TensorBoard,
 wandb); the CSV logger has no image channel, the PNGs are its record.

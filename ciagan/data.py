@@ -1,9 +1,10 @@
 """CIAGAN training data: preprocessed face crops -> (source, pair, target-identity) samples.
 
-An item holds the source face with its landmark image and face mask, a *pair* face (same
-identity with probability `same_prob`, used by the identity network's contrastive step) and a
-*target* face whose identity the generator is asked to produce. Landmark images and masks are
-rendered from the manifest at the training resolution, then augmented jointly with the image.
+An item holds the source face with its pose image (the landmark image) and face mask, a *pair*
+face (same identity with probability `same_prob`, used by the identity network's contrastive
+step) and a *target* face whose identity the generator is asked to produce. Landmark images and
+masks are rendered from the manifest at the training resolution, then augmented jointly with
+the image.
 """
 
 from __future__ import annotations
@@ -20,11 +21,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ciagan.manifest import FaceEntry
-from ciagan.render import face_mask, landmark_image, resize_points
-from ciagan.sampling import SampleKey
-from deid.errors import DeidError
+from deid.errors import DeidError, unknown_name
+from deid.faces.render import face_mask, landmark_image, resize_points
 from deid.media import read_image
+from deid.prep.faces import FaceEntry
+from deid.sampling import SampleKey
 
 TARGET_RULES = ("different", "pair", "any")
 
@@ -62,7 +63,7 @@ class AugmentConfig:
             )
         if not steps:
             return None
-        return A.Compose(steps, additional_targets={"landmarks": "mask"})
+        return A.Compose(steps, additional_targets={"pose": "mask"})
 
 
 def identity_index(entries: Sequence[FaceEntry]) -> dict[str, int]:
@@ -73,8 +74,8 @@ def identity_index(entries: Sequence[FaceEntry]) -> dict[str, int]:
 class FaceTriplets(Dataset):
     """Map-style dataset keyed by `(index, draw_seed)` from `ResumableSampler`.
 
-    Tensors: `image`, `pair_image`, `target_image` (3, S, S) in [-1, 1]; `landmarks`
-    (3, S, S) and `mask` (1, S, S) in {0, 1}; `label`, `pair_label`, `target_label` (class
+    Tensors: `image`, `pair_image`, `target_image` (3, S, S) in [-1, 1]; `pose` (the
+    landmark image, 3, S, S) and `mask` (1, S, S) in {0, 1}; `label`, `pair_label`, `target_label` (class
     indices); `same` (float, 1 = pair shares the source identity); `index`.
     """
 
@@ -89,7 +90,7 @@ class FaceTriplets(Dataset):
         labels: dict[str, int] | None = None,
     ) -> None:
         if target_rule not in TARGET_RULES:
-            raise DeidError(f"unknown target rule {target_rule!r}: one of {TARGET_RULES}")
+            raise unknown_name("target rule", target_rule, TARGET_RULES)
         if not entries:
             raise DeidError(f"{root}: the manifest has no faces for this split")
         self.entries = list(entries)
@@ -146,7 +147,7 @@ class FaceTriplets(Dataset):
         return self._photo_of(int(rng.choice(self.label_list)), rng)
 
     def load(self, index: int, seed: int | None = None) -> dict[str, np.ndarray]:
-        """One face at training size: image, landmark image and mask (uint8, HxW[x3])."""
+        """One face at training size: image, pose (landmark) image and mask (uint8, HxW[x3])."""
         entry = self.entries[index]
         crop = read_image(self.root / entry.crop)
         height, width = crop.shape[:2]
@@ -155,7 +156,7 @@ class FaceTriplets(Dataset):
         points = resize_points(entry.crop_landmarks(), (width, height), size)
         sample = {
             "image": image,
-            "landmarks": landmark_image(points, size),
+            "pose": landmark_image(points, size),
             "mask": face_mask(points, size),
         }
         if self.augment is not None and seed is not None:
@@ -174,7 +175,7 @@ class FaceTriplets(Dataset):
         target_face = self.load(target, int(aug_seeds[2]))
         return {
             "image": to_image_tensor(source["image"]),
-            "landmarks": to_map_tensor(source["landmarks"]),
+            "pose": to_map_tensor(source["pose"]),
             "mask": to_map_tensor(source["mask"][..., None])[:1],
             "label": self._label(index),
             "pair_image": to_image_tensor(pair_face["image"]),

@@ -1,4 +1,4 @@
-"""LightningDataModule over a preprocessing manifest (python -m ciagan.preprocess).
+"""LightningDataModule over a preprocessing manifest (`deid.prep.faces` / `deid.prep.bodies`).
 
 Resumable: the module's state (epoch, batches processed) is saved in every checkpoint and the
 sampler skips those batches on resume, so `last.ckpt` continues with the very next batch.
@@ -25,9 +25,10 @@ from ciagan.data import (
     to_image_tensor,
     to_map_tensor,
 )
-from ciagan.manifest import FaceEntry, read_manifest
-from ciagan.sampling import ResumableSampler
-from deid.errors import DeidError
+from deid.errors import DeidError, unknown_name
+from deid.prep.faces import FaceEntry, read_manifest
+from deid.prep.manifest import MANIFEST, SETTINGS, read_json
+from deid.sampling import ResumableSampler
 
 log = logging.getLogger("ciagan.data")
 ITEM_KINDS = ("triplets", "images")
@@ -38,13 +39,14 @@ class CiaganDataModule(pl.LightningDataModule):
     """Train/val faces from `manifest_dir`; `items="triplets"` for the GAN, "images" for
     identity pre-training.
 
-    `preprocess` (a `conf/preprocess.yaml`-shaped mapping) lets `prepare_data` build the
-    manifest when it is missing, so `python train.py experiment=ciagan_demo` works on a fresh
-    clone; without it a missing manifest is a one-line error naming the command to run.
+    `preprocess` (a `conf/prep/faces.yaml`-shaped mapping with `data`: the settings the
+    standalone `python -m deid.prep.faces` uses too) lets `prepare_data` build the manifest
+    when it is missing, so `python train.py experiment=ciagan_demo` works on a fresh clone;
+    without it a missing manifest is a one-line error naming the command to run.
 
     `kind="bodies"` trains the paper's full-body variant: `manifest_dir` is a
-    `python -m ciagan.bodies` folder (`preprocess` then has `conf/preprocess_bodies.yaml`'s
-    keys) and items come from `ciagan.body_data` (the silhouette in the `landmarks` key).
+    `python -m deid.prep.bodies` folder (`preprocess` then has `conf/prep/bodies.yaml`'s keys)
+    and items come from `ciagan.body_data` (the silhouette in the `pose` key).
     """
 
     def __init__(
@@ -67,9 +69,9 @@ class CiaganDataModule(pl.LightningDataModule):
     ) -> None:
         super().__init__()
         if items not in ITEM_KINDS:
-            raise DeidError(f"datamodule.items must be one of {ITEM_KINDS}, got {items!r}")
+            raise unknown_name("datamodule.items", items, ITEM_KINDS)
         if kind not in DATA_KINDS:
-            raise DeidError(f"datamodule.kind must be one of {DATA_KINDS}, got {kind!r}")
+            raise unknown_name("datamodule.kind", kind, DATA_KINDS)
         self.kind = kind
         self.manifest_dir = Path(manifest_dir)
         self.train_split = train_split
@@ -92,12 +94,12 @@ class CiaganDataModule(pl.LightningDataModule):
 
     # ------------------------------------------------------------------ data
     def prepare_data(self) -> None:
-        if (self.manifest_dir / "manifest.csv").is_file() or self.preprocess is None:
+        if (self.manifest_dir / MANIFEST).is_file() or self.preprocess is None:
             return
         if self.kind == "bodies":
-            from ciagan.bodies import preprocess_bodies as preprocess
+            from deid.prep.bodies import preprocess_bodies as preprocess
         else:
-            from ciagan.preprocess import preprocess
+            from deid.prep.faces import preprocess
 
         log.warning("no manifest in %s: preprocessing the dataset first", self.manifest_dir)
         preprocess(OmegaConf.create({**self.preprocess, "out": str(self.manifest_dir)}))
@@ -107,7 +109,7 @@ class CiaganDataModule(pl.LightningDataModule):
         if not chosen:
             found = sorted({e.split for e in entries})
             raise DeidError(
-                f"{self.manifest_dir}/manifest.csv has no faces of split {split!r} "
+                f"{self.manifest_dir}/{MANIFEST} has no faces of split {split!r} "
                 f"(it has: {', '.join(found) or 'none'})"
             )
         return chosen
@@ -117,8 +119,8 @@ class CiaganDataModule(pl.LightningDataModule):
             return
         triplets_cls, images_cls = FaceTriplets, FaceImages
         if self.kind == "bodies":
-            from ciagan.bodies import read_body_manifest
             from ciagan.body_data import BodyImages, BodyTriplets
+            from deid.prep.bodies import read_body_manifest
 
             entries: list[Any] = read_body_manifest(self.manifest_dir)
             triplets_cls, images_cls = BodyTriplets, BodyImages
@@ -152,9 +154,20 @@ class CiaganDataModule(pl.LightningDataModule):
         assert self.train_set is not None
         return self.train_set.num_identities
 
+    def crop(self) -> dict[str, Any]:
+        """How the manifest's crops were cut (`kind` + the preprocessing's crop settings, from
+        the folder's settings.json): what inference must reproduce."""
+        recorded = read_json(self.manifest_dir / SETTINGS) or {}
+        return {"kind": self.kind, **dict(recorded.get("crop") or {})}
+
     def module_kwargs(self) -> dict[str, Any]:
-        """What the LightningModule needs to know about the data to build its networks."""
-        return {"num_identities": self.num_identities, "image_size": self.image_size}
+        """What the LightningModule needs to know about the data to build its networks, and
+        to record for inference (the crop)."""
+        return {
+            "num_identities": self.num_identities,
+            "image_size": self.image_size,
+            "crop": self.crop(),
+        }
 
     # ------------------------------------------------------------------ loaders
     def train_dataloader(self) -> DataLoader:
@@ -205,7 +218,7 @@ class CiaganDataModule(pl.LightningDataModule):
         faces = [source.load(i) for i in picked]
         return {
             "image": torch.stack([to_image_tensor(f["image"]) for f in faces]),
-            "landmarks": torch.stack([to_map_tensor(f["landmarks"]) for f in faces]),
+            "pose": torch.stack([to_map_tensor(f["pose"]) for f in faces]),
             "mask": torch.stack([to_map_tensor(f["mask"][..., None]) for f in faces]),
         }
 

@@ -34,7 +34,10 @@ class IdentityPretrainModule(pl.LightningModule):
         identity: Mapping[str, Any] | None = None,
         optimizer: Mapping[str, Any] | None = None,
         proxy: Mapping[str, float] | None = None,
+        crop: Mapping[str, Any] | None = None,
     ) -> None:
+        """`crop`: how the training faces were cropped (from the datamodule), kept in the
+        checkpoint so the network embeds faces cut alike (`ciagan.embedder`)."""
         super().__init__()
         self.save_hyperparameters()
         self.identity_net = IdentityNet(

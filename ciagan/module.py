@@ -1,4 +1,4 @@
-"""CIAGAN GAN training: generator, landmark-conditioned LSGAN discriminator, identity network.
+"""CIAGAN GAN training: generator, pose-conditioned LSGAN discriminator, identity network.
 
 One iteration = (identity step) + (discriminator step) + (generator step), each on its own
 schedule (`schedule.*_every` iterations), with Lightning's manual optimization. The generator
@@ -19,10 +19,11 @@ import torch
 from torch import Tensor
 
 from ciagan import losses
-from ciagan.nets import Discriminator, Generator, IdentityNet
-from deid.errors import DeidError, MissingWeightError
+from ciagan.nets import Discriminator, Generator, IdentityNet, inpaint
+from ciagan.nets.generator import CONDITIONS, LEGACY_CONDITIONS, condition_name
+from deid.checkpoints import load_checkpoint, submodule_weights
+from deid.errors import DeidError, unknown_name
 
-CONDITIONS = ("landmarks", "face")
 DEFAULT_OPTIMIZER = {"_target_": "torch.optim.Adam", "lr": 1e-5, "betas": [0.5, 0.9]}
 DEFAULT_SCHEDULE = {"identity_every": 1, "discriminator_every": 1, "generator_every": 1}
 DEFAULT_LOSS = {"adversarial": 1.0, "identity": 1.0, "reconstruction": 0.0, "margin": 3.0}
@@ -30,19 +31,13 @@ DEFAULT_LOSS = {"adversarial": 1.0, "identity": 1.0, "reconstruction": 0.0, "mar
 LossFn = Callable[[], tuple[Tensor, dict[str, Tensor]]]
 
 
+IDENTITY_PRETRAIN_COMMAND = "python train.py experiment=ciagan_identity_pretrain"
+
+
 def load_identity_weights(net: IdentityNet, path: str | Path) -> None:
     """Initialise `net` from an identity pre-training checkpoint (weights only)."""
-    path = Path(path)
-    if not path.is_file():
-        raise MissingWeightError(
-            f"identity network checkpoint {path} not found: train one with "
-            "`python train.py experiment=ciagan_identity_pretrain` and pass its "
-            "checkpoints/last.ckpt as module.identity_init"
-        )
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    state = state.get("state_dict", state)
-    prefix = "identity_net."
-    weights = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+    state = load_checkpoint(path, "identity network", IDENTITY_PRETRAIN_COMMAND)
+    weights = submodule_weights(state, "identity_net")
     if not weights:
         raise DeidError(f"{path}: no identity_net.* weights in this checkpoint")
     try:
@@ -55,7 +50,8 @@ def load_identity_weights(net: IdentityNet, path: str | Path) -> None:
 
 class CiaganModule(pl.LightningModule):
     """The CIAGAN GAN. `condition="face"` is the Table-1 ablation feeding the masked-in face
-    instead of the landmark image; `identity.kind="classifier"` the classification ablation."""
+    instead of the pose image (landmarks, or the silhouette in the body variant);
+    `identity.kind="classifier"` the classification ablation."""
 
     def __init__(
         self,
@@ -67,12 +63,16 @@ class CiaganModule(pl.LightningModule):
         optimizer: Mapping[str, Any] | None = None,
         schedule: Mapping[str, int] | None = None,
         loss: Mapping[str, float] | None = None,
-        condition: str = "landmarks",
+        condition: str = "pose",
         identity_init: str | None = None,
+        crop: Mapping[str, Any] | None = None,
     ) -> None:
+        """`crop`: how the training data was cropped (the preprocessing folder's settings,
+        from the datamodule), kept in the checkpoint so inference cuts its inputs alike."""
         super().__init__()
-        if condition not in CONDITIONS:
-            raise DeidError(f"module.condition must be one of {CONDITIONS}, got {condition!r}")
+        if LEGACY_CONDITIONS.get(condition, condition) not in CONDITIONS:
+            raise unknown_name("module.condition", condition, CONDITIONS)
+        condition = condition_name(condition)
         self.save_hyperparameters()
         self.automatic_optimization = False
         self.generator = Generator(num_identities, image_size=image_size, **dict(generator or {}))
@@ -97,19 +97,17 @@ class CiaganModule(pl.LightningModule):
 
     # ------------------------------------------------------------------ forward
     def generate(
-        self, image: Tensor, landmarks: Tensor, mask: Tensor, target: Tensor
+        self, image: Tensor, pose: Tensor, mask: Tensor, target: Tensor
     ) -> tuple[Tensor, Tensor]:
-        """(composite, raw): the generated face inside `mask`, the source background outside."""
-        masked = image * (1 - mask)
-        condition = landmarks if self.condition == "landmarks" else image * mask
-        raw = self.generator(condition, masked, target)
-        return masked + raw * mask, raw
+        """(composite, raw): the generated face inside `mask`, the source background outside
+        (`ciagan.nets.inpaint`, which inference uses too)."""
+        return inpaint(self.generator, image, pose, mask, target, self.condition)
 
-    def forward(self, image: Tensor, landmarks: Tensor, mask: Tensor, target: Tensor) -> Tensor:
-        return self.generate(image, landmarks, mask, target)[0]
+    def forward(self, image: Tensor, pose: Tensor, mask: Tensor, target: Tensor) -> Tensor:
+        return self.generate(image, pose, mask, target)[0]
 
-    def critic(self, image: Tensor, landmarks: Tensor) -> Tensor:
-        return self.discriminator(torch.cat([image, landmarks], dim=1))
+    def critic(self, image: Tensor, pose: Tensor) -> Tensor:
+        return self.discriminator(torch.cat([image, pose], dim=1))
 
     # ------------------------------------------------------------------ losses
     def identity_loss(self, batch: Mapping[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
@@ -126,15 +124,15 @@ class CiaganModule(pl.LightningModule):
     def discriminator_loss(
         self, batch: Mapping[str, Tensor], fake: Tensor
     ) -> tuple[Tensor, dict[str, Tensor]]:
-        landmarks = batch["landmarks"]
+        pose = batch["pose"]
         return losses.lsgan_discriminator_loss(
-            self.critic(batch["image"], landmarks), self.critic(fake.detach(), landmarks)
+            self.critic(batch["image"], pose), self.critic(fake.detach(), pose)
         )
 
     def generator_loss(
         self, batch: Mapping[str, Tensor], fake: Tensor
     ) -> tuple[Tensor, dict[str, Tensor]]:
-        adversarial, logs = losses.lsgan_generator_loss(self.critic(fake, batch["landmarks"]))
+        adversarial, logs = losses.lsgan_generator_loss(self.critic(fake, batch["pose"]))
         if self.siamese:
             same = torch.ones_like(batch["same"], dtype=fake.dtype)
             identity, id_logs = losses.contrastive_loss(
@@ -181,7 +179,7 @@ class CiaganModule(pl.LightningModule):
         run_d, run_g = self._due("discriminator"), self._due("generator")
         if run_d or run_g:
             fake, _ = self.generate(
-                batch["image"], batch["landmarks"], batch["mask"], batch["target_label"]
+                batch["image"], batch["pose"], batch["mask"], batch["target_label"]
             )
             if run_d:
                 step = self._step(opt_d, lambda: self.discriminator_loss(batch, fake))
@@ -213,16 +211,16 @@ class CiaganModule(pl.LightningModule):
 
     @torch.no_grad()
     def sample_grid(self, batch: Mapping[str, Tensor], targets: list[int]) -> Tensor:
-        """(3, H, W) grid in [-1, 1]: per row source | landmarks | one output per target."""
+        """(3, H, W) grid in [-1, 1]: per row source | pose | one output per target."""
         was_training = self.training
         self.eval()
         image = batch["image"].to(self.device)
-        landmarks = batch["landmarks"].to(self.device)
+        pose = batch["pose"].to(self.device)
         mask = batch["mask"].to(self.device)
-        columns = [image, landmarks * 2 - 1]
+        columns = [image, pose * 2 - 1]
         for target in targets:
             labels = torch.full((len(image),), target, dtype=torch.long, device=self.device)
-            columns.append(self.generate(image, landmarks, mask, labels)[0].clamp(-1, 1))
+            columns.append(self.generate(image, pose, mask, labels)[0].clamp(-1, 1))
         self.train(was_training)
         rows = [torch.cat([column[i] for column in columns], dim=2) for i in range(len(image))]
         return torch.cat(rows, dim=1)

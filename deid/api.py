@@ -27,7 +27,7 @@ def _config(method: str, ckpt: str | Path | None, options: dict[str, Any]) -> Di
     detector = options.pop("detector", "default")
     union = "+" in str(detector)
     cfg = compose_redacted(
-        "anonymize", [f"anonymizer={method}", f"detector={'default' if union else detector}"]
+        "anonymize", [f"model={method}", f"detector={'default' if union else detector}"]
     )
     with open_dict(cfg):
         if union:
@@ -64,7 +64,9 @@ class ImageAnonymizer:
         faces = pipeline.perception.faces(image)
         mask = pipeline.perception.person_mask(image)
         ids = pipeline.identities_for(self.camera, image, faces)
-        result = pipeline.frames(image, faces, ids, mask, seed=pipeline.frame_seed(self.camera, self._count))
+        result = pipeline.frames(
+            image, faces, ids, mask, seed=pipeline.frame_seed(self.camera, self._count)
+        )
         self._count += 1
         report: dict[str, Any] = {
             "method": self.method.name,

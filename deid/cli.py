@@ -1,8 +1,9 @@
 """The `deid` console command: one front door to the project's tools.
 
 `deid weights list`, `deid faces detect IMAGE...`, `deid anonymize INPUT... -o OUT`,
-`deid demo`; each subcommand is the same program as `python -m deid.<module>`, so both
-spellings behave identically.
+`deid demo`; each subcommand is the same program as `python -m <module>` (`python -m demo` for
+the demo, which sits above the core and is only named here), so both spellings behave
+identically.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "weights": ("deid.weights", "list or verify the offline model zoo"),
     "faces": ("deid.faces.cli", "detect faces, landmarks and identity embeddings"),
     "anonymize": ("deid.anonymizers.cli", "anonymize every face in images, videos and folders"),
-    "demo": ("deid.demo", "run the end-to-end demo on the embedded demo data"),
+    "demo": ("demo.main", "run the end-to-end demo on the embedded demo data"),
     "fetch-demo": ("deid.datasets.demo", "fetch the 5-celebrity demo photos into data/demo"),
 }
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig
 
-from deid.errors import DeidError
+from deid.errors import DeidError, unknown_name
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
@@ -17,11 +17,6 @@ CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 def known_names(group: str) -> list[str]:
     """The config names of a `conf/<group>/` folder, sorted."""
     return sorted(path.stem for path in (CONF_DIR / group).glob("*.yaml"))
-
-
-def unknown_name(what: str, name: object, known: list[str] | tuple[str, ...]) -> DeidError:
-    """The one-line error for a name that is not one of `known`."""
-    return DeidError(f"unknown {what} {name!r}; known: {', '.join(known)}")
 
 
 def _redact(text: str, overrides: list[str]) -> str:
@@ -64,7 +59,7 @@ def check_overrides(config_name: str, argv: list[str]) -> None:
         sys.exit(2)
 
 
-def run_task(task: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
+def run_task(task: Callable[[Any], Any], cfg: DictConfig | Any) -> Any:
     """Call `task(cfg)`; a `DeidError` prints `error: ...` and exits 2 (no traceback)."""
     try:
         return task(cfg)
@@ -101,3 +96,35 @@ def instantiate_unwrapped(spec: Any, what: str) -> Any:
         cause = err.__cause__ if err.__cause__ is not None else err
         message = " ".join(str(cause).split())
         raise DeidError(f"cannot build the {what}: {type(cause).__name__}: {message}") from None
+
+
+def group_options(group: str, conf_dir: Path = CONF_DIR) -> list[str]:
+    """The option names of a config group (`conf/<group>/*.yaml`), sorted."""
+    return sorted(p.stem for p in (conf_dir / group).glob("*.yaml"))
+
+
+def check_choices(argv: Sequence[str], group: str, conf_dir: Path = CONF_DIR) -> None:
+    """Refuse, in one line, a command-line choice of `group` that names no config.
+
+    Hydra's own message for an unknown option is a multi-line composition error printed after
+    start-up; entry points call this on `sys.argv` first (sweeps `a,b` are checked per value).
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    args = [a for a in argv if "=" in a and not a.startswith("-")]
+    try:
+        overrides = OverridesParser.create().parse_overrides(args)
+    except Exception:  # noqa: BLE001 - malformed overrides: Hydra itself will say what is wrong
+        return
+    known = group_options(group, conf_dir)
+    for override in overrides:
+        if override.key_or_group.lstrip("+~") != group or override.is_delete():
+            continue
+        values = (
+            list(override.sweep_string_iterator())
+            if override.is_sweep_override()
+            else [override.get_value_element_as_str()]
+        )
+        for value in values:
+            if value not in known and value != "null":
+                raise unknown_name(f"{group}", value, known)

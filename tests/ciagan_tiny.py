@@ -1,6 +1,10 @@
 """Hydra overrides that shrink CIAGAN to a few thousand parameters at 32 px, for fast tests of
-the real training code. `++` adds or overrides, so they apply to the base config and to every
-experiment alike."""
+the real training code. `++` adds or overrides, so they apply to the plain CIAGAN config and to
+every experiment alike."""
+
+# The CIAGAN groups with their own defaults and no experiment's changes (train.yaml names no
+# method, so tests of the module's code add them).
+PLAIN_CIAGAN = ["+datamodule=ciagan", "+module=ciagan", "+callbacks=ciagan"]
 
 TINY_GAN = [
     "datamodule.image_size=32",

@@ -132,26 +132,17 @@ def tiny_mots_root(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) ->
 def tiny_data_dir(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A `paths.data_dir` with small real demo and CelebA sets, both already preprocessed
     (faces), and a tiny MOTS set (bodies are preprocessed by the first run that needs them)."""
-    from omegaconf import OmegaConf
+    from hydra import compose, initialize_config_dir
 
-    from ciagan.preprocess import preprocess
+    from deid.prep.faces import preprocess
 
     data_dir = tmp_path_factory.mktemp("data")
     _tiny_demo(demo_root, data_dir / "demo")
     _tiny_celeba(demo_root, data_dir / "celeba")
     _tiny_mots(demo_root, data_dir / "mots")  # person masks; body runs preprocess on first use
-    for data, out in (
-        ({"name": "demo", "root": str(data_dir / "demo"), "split": "all"}, "demo_all"),
-        ({"name": "celeba", "root": str(data_dir / "celeba"), "split": "ciagan"}, "celeba_ciagan"),
-    ):
-        cfg = {
-            "data": data,
-            "out": str(data_dir / "preprocessed" / out),
-            "detector": {"name": "dlib_hog", "upsample": 1},
-            "workers": 1,
-            "limit": None,
-            "save_maps": False,
-            "crop": {"size": [178, 218], "scale": 5.0},
-        }
-        preprocess(OmegaConf.create(cfg))
+    # the standalone preprocessing's own config: the folders training would make itself
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        for data in ("demo", "celeba_ciagan"):
+            overrides = [f"data={data}", f"paths.data_dir={data_dir}", "workers=1"]
+            preprocess(compose(config_name="preprocess", overrides=overrides))
     return data_dir

@@ -17,9 +17,9 @@ import pytest
 
 from deid.anonymizers.cli import compose_config, parser
 from deid.anonymizers.runner import anonymize
-from deid.demo_scenes import group_photo, moving_faces_frames
 from deid.errors import DeidError
 from deid.media import VideoReader, find_ffmpeg, probe_streams, read_image, write_image
+from demo.scenes import group_photo, moving_faces_frames
 
 ROOT = Path(__file__).resolve().parents[1]
 

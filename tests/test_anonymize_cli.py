@@ -17,11 +17,11 @@ from deid.anonymizers.base import NEEDS_FACES
 from deid.anonymizers.baselines import blackbox
 from deid.anonymizers.cli import compose_config, parser
 from deid.anonymizers.runner import IncompleteAnonymizationError, anonymize
-from deid.demo_scenes import group_photo
 from deid.errors import DeidError
 from deid.faces.detectors.named import detector_names
 from deid.hydra_entry import CONF_DIR
 from deid.media import read_image, write_image
+from demo.scenes import group_photo
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "a1" * 16
@@ -132,7 +132,7 @@ def test_errors_speak_the_interface_the_user_typed(group: Path, tmp_path: Path) 
     with pytest.raises(DeidError, match="add --ckpt <run>"):
         _run([str(group), "-o", str(tmp_path / "x"), "--anonymizer", "ciagan"])
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose("anonymize", [f"in={group}", f"out={tmp_path / 'y'}", "anonymizer=ciagan"])
+        cfg = compose("anonymize", [f"in={group}", f"out={tmp_path / 'y'}", "model=ciagan"])
     with pytest.raises(DeidError, match=r"add ckpt=<run>"):
         anonymize(cfg)
     with pytest.raises(DeidError, match="unknown method --anonymizer nope; known: .*blur"):

@@ -253,7 +253,7 @@ def test_a_broken_generator_falls_back_everywhere_and_strict_fails(
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
     out = tmp_path / "cli"
     command = [sys.executable, "-m", "deid.cli", "anonymize", str(path), "-o", str(out)]
-    command += ["--strict", "--key", KEY, "--set", "anonymizer._target_=broken_method.Broken"]
+    command += ["--strict", "--key", KEY, "--set", "model._target_=broken_method.Broken"]
     proc = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
     assert proc.returncode == 3, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
@@ -287,7 +287,7 @@ def test_the_hydra_entry_point_runs_and_never_writes_the_key(
     path, _ = group
     run_dir, out = tmp_path / "run", tmp_path / "out"
     proc = subprocess.run(
-        [sys.executable, "anonymize.py", f"in={path}", f"out={out}", "anonymizer=blur9"]
+        [sys.executable, "anonymize.py", f"in={path}", f"out={out}", "model=blur9"]
         + [f"key={KEY}", "camera=lobby", "progress=false", f"hydra.run.dir={run_dir}"],
         cwd=ROOT,
         capture_output=True,

@@ -145,5 +145,5 @@ def test_unknown_anonymizer_lists_known_ones() -> None:
 def test_every_baseline_config_instantiates(name: str) -> None:
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose(config_name="evaluate", overrides=[f"model={name}"])
-    anonymizer = instantiate(cfg.model.anonymizer)
+    anonymizer = instantiate(cfg.model)
     assert anonymizer.name == name

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from ciagan_tiny import TINY_GAN
+from ciagan_tiny import PLAIN_CIAGAN, TINY_GAN
 from hydra import compose, initialize_config_dir
 
 from ciagan.anonymizer import CiaganAnonymizer
@@ -90,6 +90,7 @@ def test_from_checkpoint_rebuilds_the_trained_generator(
         cfg = compose(
             config_name="train",
             overrides=[
+                *PLAIN_CIAGAN,
                 *TINY_GAN,
                 "logger=csv",
                 "trainer.max_steps=3",

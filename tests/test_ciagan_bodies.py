@@ -14,21 +14,16 @@ from ciagan_tiny import TINY_GAN
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from ciagan.bodies import (
-    mask_box,
-    person_components,
-    preprocess_bodies,
-    read_body_failures,
-    read_body_manifest,
-)
 from ciagan.body_anonymizer import CiaganBodyAnonymizer, crop_settings
-from ciagan.body_data import BodyImages, BodyTriplets, read_mask
+from ciagan.body_data import BodyImages, BodyTriplets
 from ciagan.data import AugmentConfig
 from deid.anonymizers.base import Subject
 from deid.bodies import build_segmenter
+from deid.bodies.persons import mask_box, person_components
 from deid.faces import build_detector
 from deid.faces.align import paste_back
 from deid.media import read_image, write_image
+from deid.prep.bodies import preprocess_bodies, read_body_failures, read_body_manifest, read_mask
 from deid.training import build
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -138,11 +133,11 @@ def test_items_have_the_silhouette_aligned_with_the_mask(preprocessed: Path) -> 
     for key in [(0, 7), (3, 11), (5, 12345)]:
         item = dataset[key]
         assert item["image"].shape == (3, 48, 48) and item["mask"].shape == (1, 48, 48)
-        assert torch.equal(item["landmarks"], item["mask"].expand(3, -1, -1))
+        assert torch.equal(item["pose"], item["mask"].expand(3, -1, -1))
         assert 0.1 < float(item["mask"].mean()) < 0.95
         assert item["label"] != item["target_label"]  # target_rule=different
     plain = dataset.load(0)
-    assert np.array_equal(plain["landmarks"][..., 0], plain["mask"])
+    assert np.array_equal(plain["pose"][..., 0], plain["mask"])
     single = BodyImages(train, preprocessed, image_size=48)[(2, 5)]  # identity pre-training
     assert set(single) == {"image", "label", "index"} and single["image"].shape == (3, 48, 48)
 
@@ -260,7 +255,7 @@ def test_person_components_are_ordered_left_to_right_and_filtered() -> None:
 def test_body_experiments_compose() -> None:
     mots = _compose(["experiment=ciagan_body_mots"])
     assert mots.data.name == "mots" and mots.datamodule.kind == "bodies"
-    assert mots.datamodule.image_size == 128 and mots.module.condition == "landmarks"
+    assert mots.datamodule.image_size == 128 and mots.module.condition == "pose"
     assert mots.module.optimizer.lr == 1e-5
     demo = _compose(["experiment=ciagan_body_demo"])
     assert demo.datamodule.image_size == 64 and demo.datamodule.preprocess.segmenter == "mediapipe"

@@ -10,9 +10,9 @@ import pytest
 
 from ciagan.data import AugmentConfig, FaceImages, FaceTriplets
 from ciagan.datamodule import CiaganDataModule
-from ciagan.manifest import read_manifest
-from ciagan.sampling import ResumableSampler
 from deid.errors import DeidError
+from deid.prep.faces import read_manifest
+from deid.sampling import ResumableSampler
 
 
 def test_sampler_is_a_deterministic_permutation_per_epoch() -> None:
@@ -79,10 +79,10 @@ def test_maps_follow_the_face_through_augmentation(demo_entries) -> None:
     plain = dataset.load(0)
     moved = dataset.load(0, seed=5)
     assert set(np.unique(moved["mask"])) <= {0, 255}  # nearest interpolation keeps maps binary
-    assert set(np.unique(moved["landmarks"])) <= {0, 255}
+    assert set(np.unique(moved["pose"])) <= {0, 255}
     # the landmark lines and the mask move together: lines stay on/inside the mask's hull
     for sample in (plain, moved):
-        lines = sample["landmarks"][..., 0] > 0
+        lines = sample["pose"][..., 0] > 0
         mask = sample["mask"] > 0
         ys, xs = np.nonzero(mask)
         inside = lines[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1].sum()

@@ -3,6 +3,7 @@ exact, DDP and submitit sweeps work. Real faces (the demo photos) through the re
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 import pytorch_lightning as pl
 import torch
-from ciagan_tiny import TINY_GAN
+from ciagan_tiny import PLAIN_CIAGAN, TINY_GAN
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
@@ -51,7 +52,7 @@ def test_every_experiment_runs_fast_dev_run_on_cpu(
     if cfg.module._target_.endswith("IdentityPretrainModule"):
         assert 0.0 <= metrics["val/recall@1"] <= 1.0  # Recall@1 on the validation identities
     if cfg.module._target_.endswith("CiaganModule"):
-        assert metrics["generator/total"] == pytest.approx(metrics["generator/total"])  # finite
+        assert math.isfinite(metrics["generator/total"])
         assert list((tmp_path / "samples").glob("*.png"))
 
 
@@ -65,7 +66,15 @@ def test_paper_settings_are_in_the_celeba_experiment() -> None:
 
 
 def _tiny_module(tiny_data_dir: Path, tmp_path: Path, extra: list[str] = ()) -> tuple:
-    cfg = _compose([*TINY_GAN, *_paths(tiny_data_dir, tmp_path), "logger=csv", *extra])
+    cfg = _compose(
+        [
+            *PLAIN_CIAGAN,
+            *TINY_GAN,
+            *_paths(tiny_data_dir, tmp_path),
+            "logger=csv",
+            *extra,
+        ]
+    )
     datamodule, module, trainer = build(cfg)
     datamodule.setup("fit")
     return cfg, datamodule, module
@@ -85,7 +94,7 @@ def test_every_trainable_parameter_gets_a_gradient(tiny_data_dir: Path, tmp_path
         )
         batch = _fixed_batch(datamodule)
         fake, _ = module.generate(
-            batch["image"], batch["landmarks"], batch["mask"], batch["target_label"]
+            batch["image"], batch["pose"], batch["mask"], batch["target_label"]
         )
         module.discriminator_loss(batch, fake)[0].backward()
         assert all(p.grad is None for p in module.generator.parameters()), "D step reached G"
@@ -107,9 +116,7 @@ def test_composite_keeps_the_background_outside_the_mask(
 ) -> None:
     _, datamodule, module = _tiny_module(tiny_data_dir, tmp_path)
     batch = _fixed_batch(datamodule)
-    fake, raw = module.generate(
-        batch["image"], batch["landmarks"], batch["mask"], batch["target_label"]
-    )
+    fake, raw = module.generate(batch["image"], batch["pose"], batch["mask"], batch["target_label"])
     outside = batch["mask"].expand_as(fake) == 0
     assert torch.equal(fake[outside], batch["image"][outside])
     assert 0.05 < batch["mask"].mean() < 0.8  # the face mask covers a real face, not all or nothing
@@ -151,6 +158,7 @@ def test_kill_and_resume_continues_with_identical_losses(
     tiny_data_dir: Path, tmp_path: Path
 ) -> None:
     common = [
+        *PLAIN_CIAGAN,
         *TINY_GAN,
         "logger=csv",
         "trainer.max_steps=12",  # 4 iterations x 3 optimizer steps
@@ -201,7 +209,7 @@ def test_overfitting_one_batch_lowers_the_losses(tiny_data_dir: Path, tmp_path: 
     for _ in range(40):  # the module's own losses, in training_step's order
         logs = {"identity": step(opt_identity, module.identity_loss(batch)[0])}
         fake, _ = module.generate(
-            batch["image"], batch["landmarks"], batch["mask"], batch["target_label"]
+            batch["image"], batch["pose"], batch["mask"], batch["target_label"]
         )
         logs["discriminator"] = step(opt_d, module.discriminator_loss(batch, fake)[0])
         loss, parts = module.generator_loss(batch, fake)
@@ -226,6 +234,7 @@ def test_two_process_ddp_on_cpu_trains(tiny_data_dir: Path, tmp_path: Path) -> N
     result = _run(
         [
             str(ROOT / "train.py"),
+            *PLAIN_CIAGAN,
             *TINY_GAN,
             "trainer=ddp",
             "trainer.accelerator=cpu",
@@ -253,6 +262,7 @@ def test_submitit_local_multirun_runs_two_jobs(tiny_data_dir: Path, tmp_path: Pa
             "-m",
             "hydra/launcher=submitit_local",
             "seed=1,2",
+            *PLAIN_CIAGAN,
             *TINY_GAN,
             "trainer.fast_dev_run=true",
             "logger=csv",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from deid import demo
+from demo import perception as demo
 
 
 @pytest.mark.slow

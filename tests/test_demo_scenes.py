@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from deid.anonymizers.tracking import track_video
-from deid.demo_scenes import GROUP, group_photo, write_moving_faces_video
 from deid.faces import build_detector
 from deid.media import VideoReader
+from demo.scenes import GROUP, group_photo, write_moving_faces_video
 
 
 def test_group_photo_has_one_face_per_person(demo_root: Path) -> None:

@@ -46,13 +46,38 @@ def test_anonymize_without_inputs_fails_in_one_line(tmp_path: Path) -> None:
 def test_training_without_the_dataset_fails_in_one_line_naming_the_file(tmp_path: Path) -> None:
     (tmp_path / "celeba" / "img_align_celeba").mkdir(parents=True)
     result = _run(
-        "train.py", "data=celeba_ciagan", f"paths.data_dir={tmp_path}", f"hydra.run.dir={tmp_path}"
+        "train.py",
+        "experiment=ciagan_demo",
+        "data=celeba_ciagan",
+        f"paths.data_dir={tmp_path}",
+        f"hydra.run.dir={tmp_path}",
     )
     assert result.returncode == 2, result.stderr[-2000:]
     assert "identity_CelebA.txt" in result.stderr and "Traceback" not in result.stderr
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().startswith("error:")
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["experiment=no_such_name"],
+        ["-m", "experiment=ciagan_demo,no_such_name"],
+        [],  # no experiment: the base config names no method
+    ],
+)
+def test_training_without_a_known_experiment_fails_in_one_line_listing_them(
+    args: list[str], tmp_path: Path
+) -> None:
+    result = _run("train.py", *args, f"hydra.run.dir={tmp_path}", f"hydra.sweep.dir={tmp_path}")
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.strip().startswith("error:") and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "ciagan_demo, " in result.stderr and "ciagan_identity_pretrain" in result.stderr
+    if args:
+        assert "unknown experiment 'no_such_name'" in result.stderr
+    assert not (tmp_path / "config.yaml").exists()  # refused before the run's config was written
 
 
 @pytest.mark.parametrize("config_name", ["train", "evaluate", "anonymize"])
@@ -65,6 +90,7 @@ def test_root_configs_compose(config_name: str) -> None:
 @pytest.mark.parametrize("override", ["trainer=ddp", "trainer=gpu", "logger=wandb", "data=lfw"])
 def test_config_groups_compose(override: str) -> None:
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=[override])
+        cfg = compose(config_name="train", overrides=[override], return_hydra_config=True)
     group, choice = override.split("=")
-    assert cfg[group] is not None, choice
+    assert cfg.hydra.runtime.choices[group] == choice
+    assert cfg[group], f"{override} composed an empty {group}"

@@ -70,8 +70,8 @@ RUNS: dict[str, dict[str, Any]] = {
             }
         },
     },
-    "ciagan": {
-        "method": "ciagan",
+    "ciagan_celeba": {
+        "method": "ciagan_celeba",
         "dataset": {"name": "lfw", "split": "pairs", "images": 6000},
         "metrics": {
             "lfw": {
@@ -180,7 +180,7 @@ def test_merged_report(sweep: Path, tmp_path: Path):
     assert float(blur[("reid_recall", "facenet_casia", "3")]["value"]) == 0.8
     knn = [r for r in rows if r["metric"] == "silhouette_reid"]
     assert len(knn) == 10 and {r["variant"] for r in knn} == {"resnet50"}
-    lfw = {r["metric"]: r for r in rows if r["method"] == "ciagan"}
+    lfw = {r["metric"]: r for r in rows if r["method"] == "ciagan_celeba"}
     assert float(lfw["lfw_tar"]["value"]) == 0.021 and lfw["lfw_tar"]["variant"] == "facenet_casia"
 
     summary = json.loads((out / "summary.json").read_text())
@@ -200,7 +200,7 @@ def test_merged_report(sweep: Path, tmp_path: Path):
     assert "54.50" in text and "318.43" in text and "12.30 ± 2.00" in text
     # Table 3 in the paper's own unit (fraction), paper beside ours
     assert "0.021 ± 0.007 (paper 0.019 ± 0.008)" in text
-    assert "MTCNN missed (original box reused): ciagan 3" in text
+    assert "MTCNN missed (original box reused): ciagan_celeba 3" in text
     # VQGAN Table I: ours for k=1..10, then the paper's row
     assert "| black box | 91.0 | 92.0 |" in text and "| ↳ paper | 99.2 | 99.3 |" in text
     assert "## supervisely (test)" in text and "## lfw (pairs)" in text
@@ -245,7 +245,7 @@ def test_write_run_outputs(tmp_path: Path):
     assert {r["method"] for r in _rows(run_dir / "results.csv")} == {"pixel16"}
     _assert_png(run_dir / DETECTION_PLOT)
     # a run without the data for a plot removes a stale one
-    only_lfw = write_run_outputs(run_dir, RUNS["ciagan"])
+    only_lfw = write_run_outputs(run_dir, RUNS["ciagan_celeba"])
     assert DETECTION_PLOT not in only_lfw and not (run_dir / DETECTION_PLOT).exists()
 
 

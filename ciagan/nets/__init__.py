@@ -6,17 +6,20 @@ from torch import nn
 
 from ciagan.nets.blocks import ResBlock, ResBlockDown, ResBlockUp
 from ciagan.nets.discriminator import Discriminator
-from ciagan.nets.generator import Generator
+from ciagan.nets.generator import CONDITIONS, Generator, condition_name, inpaint
 from ciagan.nets.identity import IdentityNet
 
 __all__ = [
+    "CONDITIONS",
     "Discriminator",
     "Generator",
     "IdentityNet",
     "ResBlock",
     "ResBlockDown",
     "ResBlockUp",
+    "condition_name",
     "count_parameters",
+    "inpaint",
 ]
 
 

@@ -16,6 +16,8 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
+from deid.errors import unknown_name
+
 PADDING_MODES = ("reflect", "zeros", "replicate", "circular")
 
 
@@ -30,7 +32,7 @@ def make_conv(
 ) -> nn.Conv2d:
     """Stride-1 'same' convolution, optionally spectrally normalised."""
     if padding_mode not in PADDING_MODES:
-        raise ValueError(f"padding_mode must be one of {PADDING_MODES}, got {padding_mode!r}")
+        raise unknown_name("padding_mode", padding_mode, PADDING_MODES, ValueError)
     conv = nn.Conv2d(
         in_channels,
         out_channels,

@@ -5,7 +5,8 @@ blocks to a 4x4 bottleneck. Identity branch (Table 7): the target identity, one-
 through 7 x (Linear + LeakyReLU 0.2), is reshaped to a 4x4 map and through 3 x (3x3 conv +
 LeakyReLU + IN). Both are concatenated, fused by a 3x3 conv + ReLU + IN, refined by residual
 blocks and decoded by residual up blocks back to the image size; a last 3x3 conv gives 3 linear
-channels. The caller composites `background + out * mask`.
+channels. `inpaint` feeds it and composites `background + out * mask`, in training and at
+inference alike.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from ciagan.nets.blocks import (
     instance_norm,
     make_conv,
 )
+from deid.errors import unknown_name
 
 
 class Generator(nn.Module):
@@ -149,7 +151,8 @@ class Generator(nn.Module):
         return self.id_conv(code.view(code.shape[0], self.id_map_channels, 4, 4))
 
     def forward(self, condition: Tensor, masked: Tensor, identity: Tensor) -> Tensor:
-        """condition (landmark image) and masked face, (B, 3, H, W) each -> (B, 3, H, W)."""
+        """condition (pose image, or the face for `condition="face"`) and masked face,
+        (B, 3, H, W) each -> (B, 3, H, W)."""
         x = torch.cat([condition, masked], dim=1)
         if x.shape[1:] != (self.in_channels, self.image_size, self.image_size):
             raise ValueError(
@@ -171,3 +174,35 @@ class Generator(nn.Module):
                 x = torch.cat([x, features[-1 - i]], dim=1)
             x = block(x)
         return self.to_rgb(x)
+
+
+CONDITIONS = ("pose", "face")  # what the generator sees besides the background
+LEGACY_CONDITIONS = {"landmarks": "pose"}  # the name checkpoints made before the rename carry
+
+
+def condition_name(condition: str) -> str:
+    """`condition` as one of `CONDITIONS` (old checkpoints say "landmarks" for "pose")."""
+    condition = LEGACY_CONDITIONS.get(condition, condition)
+    if condition not in CONDITIONS:
+        raise unknown_name("condition", condition, CONDITIONS, ValueError)
+    return condition
+
+
+def inpaint(
+    generator: Generator,
+    image: Tensor,
+    pose: Tensor,
+    mask: Tensor,
+    target: Tensor,
+    condition: str = "pose",
+) -> tuple[Tensor, Tensor]:
+    """(composite, raw): the generated region inside `mask`, the source background outside.
+
+    image (B, 3, S, S) in [-1, 1]; pose (B, 3, S, S) and mask (B, 1, S, S) in {0, 1}; target
+    (B,) identity labels. The generator sees the background (`image` outside the mask) and the
+    pose image (the Table-1 ablation `condition="face"`: the masked-in face instead).
+    """
+    masked = image * (1 - mask)
+    given = pose if condition == "pose" else image * mask
+    raw = generator(given, masked, target)
+    return masked + raw * mask, raw

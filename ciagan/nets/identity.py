@@ -20,6 +20,7 @@ from torch.nn import functional as F
 
 from ciagan.nets.blocks import make_linear
 from ciagan.nets.discriminator import DownTrunk
+from deid.errors import unknown_name
 
 KINDS = ("siamese", "classifier")
 
@@ -49,7 +50,7 @@ class IdentityNet(nn.Module):
     ) -> None:
         super().__init__()
         if kind not in KINDS:
-            raise ValueError(f"IdentityNet: kind must be one of {KINDS}, got {kind!r}")
+            raise unknown_name("IdentityNet kind", kind, KINDS, ValueError)
         if num_classes < 1:
             raise ValueError(f"IdentityNet: num_classes must be >= 1, got {num_classes}")
         self.kind = kind

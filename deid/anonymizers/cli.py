@@ -107,7 +107,7 @@ def compose_config(args: argparse.Namespace) -> DictConfig:
         )
     union = "+" in args.detector
     detector = "default" if union else args.detector
-    overrides = [f"anonymizer={args.anonymizer}", f"detector={detector}", *args.set]
+    overrides = [f"model={args.anonymizer}", f"detector={detector}", *args.set]
     cfg = compose_redacted("anonymize", overrides, flag="--set")
     if union:
         cfg.detector = OmegaConf.create({"name": args.detector})

@@ -94,9 +94,7 @@ class Pipeline:
         """One fake identity per face of a photo: per person of the camera session."""
         return self.identities_for(self.identities.camera_of(job), image, faces)
 
-    def identities_for(
-        self, camera: str, image: np.ndarray, faces: list[Face]
-    ) -> list[int] | None:
+    def identities_for(self, camera: str, image: np.ndarray, faces: list[Face]) -> list[int] | None:
         """One fake identity per face of a photo of session `camera` (None: no control)."""
         assigner = self.identities.assigner_for(camera)
         if assigner is None:

@@ -1,6 +1,6 @@
 """anonymize(cfg): anonymize images, folders and videos with a chosen anonymizer.
 
-`python anonymize.py in=PATH out=PATH [anonymizer=NAME] ...`, `deid anonymize` and
+`python anonymize.py in=PATH out=PATH [model=NAME] ...`, `deid anonymize` and
 `deid.anonymize_path` all end here. The run: read the settings (`settings.py`), plan the outputs
 (`inputs.py`) and check that they can be written (before any work), build the method, detector,
 landmarks, person segmenter, identity policy and auditor once (`build_pipeline`), then process
@@ -61,9 +61,10 @@ def option(cfg: DictConfig, key: str, value: str = "PATH") -> str:
 
 
 def build_method(cfg: DictConfig) -> Anonymizer:
-    if cfg.get("anonymizer") is None:
-        raise DeidError(f"no anonymizer chosen: {option(cfg, 'anonymizer', 'blur')}")
-    spec = cfg.anonymizer
+    if cfg.get("model") is None:
+        name = "anonymizer" if cfg.get("interface") == "cli" else "model"
+        raise DeidError(f"no method chosen: {option(cfg, name, 'blur')}")
+    spec = cfg.model
     if "path" in spec and OmegaConf.is_interpolation(spec, "path") and cfg.get("ckpt") is None:
         target = str(spec.get("_target_", "")).split(".")[0] or "this method"
         raise DeidError(
@@ -158,7 +159,7 @@ def build_pipeline(
     if settings.target == "body" and NEEDS_PERSON_MASK not in method.needs:
         _warn(f"target=body: {method.name} does not use person masks; it anonymizes faces")
     if method.name == "original":
-        _warn("anonymizer=original does not anonymize: every face is written unchanged")
+        _warn("the method original does not anonymize: every face is written unchanged")
 
     def make_perception(given: FaceDetector | None = None) -> Perception:
         landmarks = segmenter = None
@@ -291,7 +292,7 @@ def check_strict(summary: Summary, path: Path) -> None:
 
 
 def _fingerprint(cfg: DictConfig, settings: AnonymizeSettings, pipeline: Pipeline) -> str:
-    method = OmegaConf.to_container(cfg.anonymizer, resolve=True) if cfg.get("anonymizer") else None
+    method = OmegaConf.to_container(cfg.model, resolve=True) if cfg.get("model") else None
     checkpoint = None
     if cfg.get("ckpt") is not None and Path(str(cfg.ckpt)).is_file():
         stat = Path(str(cfg.ckpt)).stat()

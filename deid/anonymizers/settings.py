@@ -22,8 +22,8 @@ VIDEO_CODECS = ("auto", "h264", "opencv")
 
 
 def method_names() -> list[str]:
-    """The anonymizer configs a user can name (`conf/anonymizer/*.yaml`)."""
-    return known_names("anonymizer")
+    """The methods a user can name (`conf/model/*.yaml`, the group evaluate.py picks from)."""
+    return known_names("model")
 
 
 @dataclass(frozen=True)

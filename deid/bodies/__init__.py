@@ -1,4 +1,5 @@
-"""Person segmentation behind one interface: `build_segmenter(name).segment(rgb) -> PersonMasks`.
+"""Person segmentation behind one interface: `build_segmenter(name).segment(rgb) -> PersonMasks`;
+persons as regions to replace (crops, silhouettes, paste-back) in `deid.bodies.persons`.
 
 Heavy dependencies (mediapipe, torch) load when a segmenter is built, not on import.
 """
@@ -10,7 +11,7 @@ from typing import Any
 from deid.bodies.base import PersonMasks, PersonSegmenter, check_rgb, instances_from_union
 from deid.bodies.deeplab import DeepLabV3Segmenter
 from deid.bodies.mediapipe_selfie import MediaPipeSelfieSegmenter
-from deid.errors import DeidError
+from deid.errors import unknown_name
 
 SEGMENTERS: dict[str, tuple[type, dict[str, Any]]] = {
     "mediapipe": (MediaPipeSelfieSegmenter, {"model_selection": 0}),
@@ -21,11 +22,9 @@ SEGMENTERS: dict[str, tuple[type, dict[str, Any]]] = {
 
 def build_segmenter(name: str, **kwargs: Any) -> PersonSegmenter:
     """Build a registered segmenter; `kwargs` go to its constructor (e.g. threshold=0.4)."""
-    try:
-        cls, defaults = SEGMENTERS[name]
-    except KeyError:
-        known = ", ".join(SEGMENTERS)
-        raise DeidError(f"unknown person segmenter {name!r}; known: {known}") from None
+    if name not in SEGMENTERS:
+        raise unknown_name("person segmenter", name, SEGMENTERS)
+    cls, defaults = SEGMENTERS[name]
     return cls(**{**defaults, **kwargs})
 
 

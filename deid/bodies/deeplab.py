@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from deid import weights
+import deid.weights as weights
 from deid.bodies.base import (
     DEFAULT_MIN_INSTANCE_FRACTION,
     PersonMasks,

@@ -6,7 +6,7 @@ import contextlib
 
 import numpy as np
 
-from deid import weights
+import deid.weights as weights
 from deid.bodies.base import (
     DEFAULT_MIN_INSTANCE_FRACTION,
     PersonMasks,

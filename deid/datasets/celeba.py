@@ -17,7 +17,7 @@ import numpy as np
 
 from deid.datasets.layout import check_missing, file_names, require_path
 from deid.datasets.records import FaceRecord
-from deid.errors import DatasetLayoutError, DeidError
+from deid.errors import DatasetLayoutError, DeidError, unknown_name
 
 SPLITS = ("official", "ciagan")
 IMAGES_DIR = "img_align_celeba"
@@ -121,7 +121,7 @@ def read_celeba(
     `allow_missing` (then one warning with the count, see `deid.datasets.layout`).
     """
     if split not in SPLITS:
-        raise DeidError(f"unknown CelebA split {split!r}: choose one of {', '.join(SPLITS)}")
+        raise unknown_name("CelebA split", split, SPLITS)
     allowed = ("train", "val", "test") if split == "official" else ("train", "test")
     if subset is not None and subset not in allowed:
         raise DeidError(f"CelebA {split} split has no subset {subset!r} (one of {allowed})")

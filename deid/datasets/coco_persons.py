@@ -20,7 +20,7 @@ from pycocotools.coco import COCO
 
 from deid.datasets.layout import check_missing, file_names, require_path
 from deid.datasets.records import PersonRecord
-from deid.errors import DatasetLayoutError, DeidError
+from deid.errors import DatasetLayoutError, unknown_name
 
 SPLITS = ("train", "val")
 PERSON_CATEGORY = 1
@@ -56,7 +56,7 @@ def read_coco_persons(
 ) -> list[PersonRecord]:
     """Person records of COCO 2017 `split`, ordered by image id then annotation id."""
     if split not in SPLITS:
-        raise DeidError(f"unknown COCO split {split!r}: choose one of {', '.join(SPLITS)}")
+        raise unknown_name("COCO split", split, SPLITS)
     root = Path(root)
     ann_file = require_path(root, f"annotations/instances_{split}2017.json", _LAYOUT)
     images = require_path(root, f"{split}2017", _LAYOUT, folder=True)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from deid.datasets import demo
 from deid.datasets.records import FaceRecord
-from deid.errors import DatasetLayoutError, DeidError
+from deid.errors import DatasetLayoutError, unknown_name
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
 DEMO_SPLITS = ("train", "val", "all")
@@ -75,7 +75,7 @@ def read_image_folder(root: str | Path, split: str = "all") -> list[FaceRecord]:
 def read_demo(root: str | Path = demo.DEFAULT_ROOT, split: str = "all") -> list[FaceRecord]:
     """The 5-celebrity demo set: `split` "train", "val" or "all" (both, train first)."""
     if split not in DEMO_SPLITS:
-        raise DeidError(f"unknown demo split {split!r}: choose one of {', '.join(DEMO_SPLITS)}")
+        raise unknown_name("demo split", split, DEMO_SPLITS)
     root = demo.require(Path(root))
     parts = demo.SPLITS if split == "all" else (split,)
     missing = [part for part in parts if not (root / part).is_dir()]

@@ -19,7 +19,7 @@ from deid.datasets.lfw import LFWDataset
 from deid.datasets.mots import read_mots
 from deid.datasets.records import FaceRecord, PersonRecord
 from deid.datasets.supervisely import read_supervisely
-from deid.errors import DeidError
+from deid.errors import DeidError, unknown_name
 
 
 def read_lfw(
@@ -65,7 +65,7 @@ def _unknown(name: str, kind: str) -> DeidError:
     if name in (PERSON_DATASETS if kind == "face" else FACE_DATASETS):
         return DeidError(f"{name!r} is a {other} dataset: use build_{other}_dataset")
     table = FACE_DATASETS if kind == "face" else PERSON_DATASETS
-    return DeidError(f"unknown {kind} dataset {name!r}: choose one of {', '.join(sorted(table))}")
+    return unknown_name(f"{kind} dataset", name, sorted(table))
 
 
 def build_face_dataset(
@@ -107,4 +107,4 @@ def build_dataset(
         return build_person_dataset(name, root, split, **opts)
     if name in FACE_DATASETS:
         return build_face_dataset(name, root, split, **opts)
-    raise DeidError(f"unknown dataset {name!r}: choose one of {', '.join(dataset_names())}")
+    raise unknown_name("dataset", name, dataset_names())

@@ -6,6 +6,7 @@ nothing heavy is loaded on import.
 
 from deid.faces.align import (
     CropTransform,
+    antialiased_crop,
     box_transform,
     crop,
     eye_transform,
@@ -28,6 +29,7 @@ __all__ = [
     "FaceDetector",
     "FaceEmbedder",
     "LandmarkPredictor",
+    "antialiased_crop",
     "box_transform",
     "build_detector",
     "build_embedder",

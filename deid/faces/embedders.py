@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from deid.errors import DeidError
+from deid.errors import DeidError, lookup
 from deid.faces.align import crop, facenet_transform
 from deid.faces.landmarks import LandmarkPredictor
 from deid.faces.types import Face, check_rgb_image
@@ -188,11 +188,7 @@ EMBEDDERS: dict[str, tuple[str, dict[str, Any]]] = {
 
 def build_embedder(name: str, **options: Any) -> FaceEmbedder:
     """Build embedder `name` (`dlib`, `facenet_casia`, `facenet_vggface2`) with its options."""
-    try:
-        target, fixed = EMBEDDERS[name]
-    except KeyError:
-        known = ", ".join(sorted(EMBEDDERS))
-        raise DeidError(f"unknown face embedder {name!r}; known: {known}") from None
+    target, fixed = lookup(EMBEDDERS, name, "face embedder")
     module_name, class_name = target.split(":")
     cls = getattr(importlib.import_module(module_name), class_name)
     accepted = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", *fixed)]

@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 from torchvision.transforms.v2 import functional as TF
 
-from deid.errors import MissingWeightError
+from deid.errors import MissingWeightError, unknown_name
 
 CROP_SIZE = 224
 FEATURE_DIM = 2048
@@ -162,7 +162,7 @@ def build_silhouette_features(
     """
     for name in (backbone, fallback):
         if name is not None and name not in BACKBONES:
-            raise ValueError(f"unknown backbone {name!r}; known: {', '.join(BACKBONES)}")
+            raise unknown_name("backbone", name, BACKBONES, ValueError)
     try:
         extractor = BACKBONES[backbone](batch_size)
     except MissingWeightError as err:

@@ -14,7 +14,7 @@ from deid.media.files import (
     iter_media,
     media_kind,
 )
-from deid.media.images import IMAGE_WRITE_FORMATS, read_image, write_image
+from deid.media.images import IMAGE_WRITE_FORMATS, read_image, write_image, write_png_fast
 from deid.media.video import VIDEO_WRITE_CODECS, VideoReader, VideoWriter
 
 __all__ = [
@@ -38,4 +38,5 @@ __all__ = [
     "probe_streams",
     "read_image",
     "write_image",
+    "write_png_fast",
 ]

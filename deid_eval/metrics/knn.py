@@ -17,6 +17,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from deid.errors import unknown_name
+
 METRICS = ("l2", "cosine")
 
 
@@ -121,7 +123,7 @@ def chunked_topk(
         gallery index. Distances are Euclidean for "l2", 1 - cos for "cosine", in `dtype`.
     """
     if metric not in METRICS:
-        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+        raise unknown_name("metric", metric, METRICS, ValueError)
     if dtype not in (torch.float32, torch.float64):
         raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
     if query_chunk < 1 or gallery_chunk < 1:

@@ -21,6 +21,7 @@ from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
+from deid.errors import unknown_name
 from deid_eval.metrics.knn import METRICS, chunked_topk
 
 ROLES = ("query", "gallery")
@@ -29,7 +30,7 @@ MODES = ("auto", "anonymization", "clean")
 
 def check_role(role: str) -> str:
     if role not in ROLES:
-        raise ValueError(f"role must be one of {ROLES}, got {role!r}")
+        raise unknown_name("role", role, ROLES, ValueError)
     return role
 
 
@@ -168,9 +169,9 @@ class ReIdRecall(Metric):
     ) -> None:
         super().__init__(**kwargs)
         if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+            raise unknown_name("mode", mode, MODES, ValueError)
         if metric not in METRICS:
-            raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+            raise unknown_name("metric", metric, METRICS, ValueError)
         self.ks = check_ks(ks)
         self.mode = mode
         self.metric = metric

@@ -9,7 +9,7 @@ scored rather than dropped); the gallery is the originals of the evaluated image
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,11 +38,12 @@ from deid_eval.pipelines.common import (
 )
 from deid_eval.pipelines.models import (
     detector_options,
+    embedder_hashes,
     make_detector,
     make_embedder,
     thresholds_of,
 )
-from deid_eval.provenance import DETECTOR_WEIGHTS, EMBEDDER_WEIGHTS, weight_hashes
+from deid_eval.provenance import DETECTOR_WEIGHTS, weight_hashes
 
 ALIGN_MODES = ("none", "ciagan")
 
@@ -69,6 +70,7 @@ class FaceEvalSetup:
     run_dir: Path
     device: str = "cpu"
     align: str = "none"  # "ciagan": score CIAGAN crops of the evaluated faces (ImageViews)
+    embedder_specs: dict[str, Any] = field(default_factory=dict)  # trained embedders, by name
 
 
 @dataclass
@@ -216,11 +218,11 @@ class OriginalsPass:
     def embeddings(self, name: str) -> torch.Tensor:
         assert self.views is not None
         views, chosen = self.views, self.views.chosen
-        weights = weight_hashes(EMBEDDER_WEIGHTS[name])
+        weights = embedder_hashes(name, self.setup.embedder_specs)
         key = self._view_key("embeddings", embedder=name, weights=weights)
 
         def compute() -> torch.Tensor:
-            embedder = make_embedder(name, self.setup.device)
+            embedder = make_embedder(name, self.setup.device, self.setup.embedder_specs)
             rows = torch.zeros(len(self.paths), embedder.dim)
             todo = [i for i, face in enumerate(chosen) if face is not None]
             for chunk in tqdm(
@@ -275,7 +277,7 @@ def evaluate_faces(setup: FaceEvalSetup) -> dict[str, Any]:
         gallery = originals.embeddings(name)
         metric = ReIdRecall(ks=setup.ks)
         metric.update(gallery[todo], labels[todo], torch.tensor(todo), role="gallery")
-        reid[name] = (metric, make_embedder(name, setup.device))
+        reid[name] = (metric, make_embedder(name, setup.device, setup.embedder_specs))
     fid_metric = kid_metric = extractor = None
     if setup.fid or setup.kid:
         from deid.features.fid_inception import load_fid_inception

@@ -31,10 +31,10 @@ import torch
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from deid import weights
+import deid.weights as weights
 from deid.anonymizers.base import Anonymizer, Subject
 from deid.datasets.lfw import LFWDataset, LFWPair
-from deid.errors import DeidError
+from deid.errors import DeidError, unknown_name
 from deid.faces import (
     EMBEDDERS,
     Face,
@@ -112,9 +112,7 @@ def split_embedders(names: Sequence[str]) -> tuple[list[str], dict[str, str]]:
     available, skipped = [], {}
     for name in names:
         if name not in EMBEDDERS:
-            raise DeidError(
-                f"unknown face embedder {name!r}; known: {', '.join(sorted(EMBEDDERS))}"
-            )
+            raise unknown_name("face embedder", name, sorted(EMBEDDERS))
         missing = [w for w in provenance.EMBEDDER_WEIGHTS[name] if not weights.is_available(w)]
         if missing:
             skipped[name] = f"weight {', '.join(missing)} not found (see `python -m deid.weights`)"

@@ -8,7 +8,7 @@ from typing import Any
 
 from deid.media import atomic_path
 from deid_eval import paper_numbers as paper
-from deid_eval.report.rows import _group_name, _groups, _Run, _runs
+from deid_eval.report.rows import ReportRun, group_name, group_runs, report_runs
 from deid_eval.report.tables import DEEP_DETECTORS, EMBEDDER_ORDER, FACENETS
 
 
@@ -28,23 +28,23 @@ def _save(fig: Any, path: Path) -> Path:
     return path
 
 
-def _labeller(runs: list[_Run]) -> Callable[[_Run], str]:
+def _labeller(runs: list[ReportRun]) -> Callable[[ReportRun], str]:
     """Run labels, with the dataset group (name, split, crops) added when there are several."""
-    several = len(_groups(runs)) > 1
-    return lambda r: f"{r.label} ({_group_name(r)})" if several else r.label
+    several = len(group_runs(runs)) > 1
+    return lambda r: f"{r.label} ({group_name(r)})" if several else r.label
 
 
-def _colours(runs: list[_Run]) -> dict[int, str]:
+def _colours(runs: list[ReportRun]) -> dict[int, str]:
     """One colour per method, the same in every panel and dataset group."""
     methods = list(dict.fromkeys(run.method for run in runs))
     return {id(run): f"C{methods.index(run.method) % 10}" for run in runs}
 
 
-def _markers(runs: list[_Run]) -> dict[int, str]:
+def _markers(runs: list[ReportRun]) -> dict[int, str]:
     """One marker per dataset group, so two groups of the same methods stay apart."""
-    groups = [name for name, _ in _groups(runs)]
+    groups = [name for name, _ in group_runs(runs)]
     shapes = "os^Dv"
-    return {id(run): shapes[groups.index(_group_name(run)) % len(shapes)] for run in runs}
+    return {id(run): shapes[groups.index(group_name(run)) % len(shapes)] for run in runs}
 
 
 def plot_reid_vs_k(results_list: Sequence[dict[str, Any]], path: Path) -> Path | None:
@@ -55,7 +55,7 @@ def plot_reid_vs_k(results_list: Sequence[dict[str, Any]], path: Path) -> Path |
     """
     from matplotlib.ticker import MaxNLocator
 
-    runs = _runs(results_list)
+    runs = report_runs(results_list)
     panels = []
     for metric, title in (("silhouette_reid", "silhouette k-NN"), ("reid_recall", "Recall@k")):
         for variant in sorted(set().union(*(r.variants(metric) for r in runs))):
@@ -90,7 +90,7 @@ def plot_reid_vs_k(results_list: Sequence[dict[str, Any]], path: Path) -> Path |
     return _save(fig, path)
 
 
-def _best_pair(runs: list[_Run]) -> tuple[str, str] | None:
+def _best_pair(runs: list[ReportRun]) -> tuple[str, str] | None:
     """The detector/embedder pair most runs have both of (preferring the paper's ones)."""
     det_rank = ("dlib_hog", *DEEP_DETECTORS)
     best: tuple[tuple[int, int, int], tuple[str, str]] | None = None
@@ -107,7 +107,7 @@ def _best_pair(runs: list[_Run]) -> tuple[str, str] | None:
     return None if best is None else best[1]
 
 
-def _point(run: _Run, detector: str, embedder: str) -> tuple[float, float] | None:
+def _point(run: ReportRun, detector: str, embedder: str) -> tuple[float, float] | None:
     """(detection %, Recall@1 %) of a run, or None if it lacks either."""
     det, rec = run.get("detection_rate", detector), run.get("reid_recall", embedder, 1)
     return None if det is None or rec is None else (100 * det, 100 * rec)
@@ -129,7 +129,7 @@ def plot_detection_vs_recall(results_list: Sequence[dict[str, Any]], path: Path)
     The detector/embedder pair is the one most runs have (dlib_hog and FaceNet preferred);
     the title names it. Returns None, writing nothing, when no run has both numbers.
     """
-    runs = _runs(results_list)
+    runs = report_runs(results_list)
     pair = _best_pair(runs)
     if pair is None:
         return None
@@ -148,7 +148,7 @@ def plot_detection_vs_recall(results_list: Sequence[dict[str, Any]], path: Path)
             ax.scatter(*ref, facecolors="none", edgecolors=colour[id(run)], zorder=3)
             ax.plot([x, ref[0]], [y, ref[1]], linestyle=":", color=colour[id(run)], alpha=0.6)
             paper_drawn = True
-    datasets = ", ".join(name for name, _ in _groups([r for r, _ in points]))
+    datasets = ", ".join(name for name, _ in group_runs([r for r, _ in points]))
     title = f"Detection ({det}) vs Recall@1 ({emb}) on {datasets}"
     if paper_drawn:
         title += "\nhollow = CIAGAN Table 2 (dlib/SSH, PNCA/FaceNet)"

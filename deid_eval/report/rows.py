@@ -1,7 +1,7 @@
 """A run's numbers in long format (one number a row), and the per-run view tables and plots use.
 
-`result_rows` flattens a results dict into `CSV_FIELDS` rows; `_Run` keys the same numbers by
-(metric, variant, k) and `_groups` splits runs by dataset and split.
+`result_rows` flattens a results dict into `CSV_FIELDS` rows; `ReportRun` keys the same numbers by
+(metric, variant, k) and `group_runs` splits runs by dataset and split.
 """
 
 from __future__ import annotations
@@ -166,7 +166,7 @@ def result_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 @dataclass
-class _Run:
+class ReportRun:
     result: dict[str, Any]
     label: str
     values: dict[Key, float] = field(default_factory=dict)
@@ -189,14 +189,14 @@ class _Run:
         return sorted(k for (m, v, k) in self.values if m == metric and v == variant and k)
 
 
-def _runs(results_list: Sequence[dict[str, Any]]) -> list[_Run]:
+def report_runs(results_list: Sequence[dict[str, Any]]) -> list[ReportRun]:
     runs = [
-        _Run(r, str(r.get("method_label") or r["method"]), _values(r))
+        ReportRun(r, str(r.get("method_label") or r["method"]), _values(r))
         for r in sorted(results_list, key=lambda r: paper.method_rank(r["method"]))
     ]
-    labels = [(r.label, _group_name(r)) for r in runs]
+    labels = [(r.label, group_name(r)) for r in runs]
     for run in runs:
-        if labels.count((run.label, _group_name(run))) > 1:
+        if labels.count((run.label, group_name(run))) > 1:
             where = Path(run.result.get("_source", "")).parent.name or str(runs.index(run))
             run.label = f"{run.label} [{where}]"
     return runs
@@ -206,7 +206,7 @@ def _values(results: dict[str, Any]) -> dict[Key, float]:
     return {(r["metric"], r["variant"], r["k"]): r["value"] for r in result_rows(results)}
 
 
-def _group_name(run: _Run) -> str:
+def group_name(run: ReportRun) -> str:
     """Dataset, split and what was scored: runs on whole photos and on aligned crops of the
     same photos are different tables."""
     name, split = run.dataset.get("name", "?"), run.dataset.get("split")
@@ -217,9 +217,9 @@ def _group_name(run: _Run) -> str:
     return f"{name} ({', '.join(parts)})" if parts else str(name)
 
 
-def _groups(runs: list[_Run]) -> list[tuple[str, list[_Run]]]:
+def group_runs(runs: list[ReportRun]) -> list[tuple[str, list[ReportRun]]]:
     """Runs by (dataset, split), in order of first appearance; each group gets its tables."""
-    groups: dict[str, list[_Run]] = {}
+    groups: dict[str, list[ReportRun]] = {}
     for run in runs:
-        groups.setdefault(_group_name(run), []).append(run)
+        groups.setdefault(group_name(run), []).append(run)
     return list(groups.items())

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from deid_eval import paper_numbers as paper
-from deid_eval.report.rows import _group_name, _groups, _Run, _runs
+from deid_eval.report.rows import ReportRun, group_name, group_runs, report_runs
 
 _DASH = "–"
 
@@ -30,7 +30,9 @@ def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
-def _pick(present: set[str], preferred: Sequence[str], runs: list[_Run], metric: str) -> str | None:
+def _pick(
+    present: set[str], preferred: Sequence[str], runs: list[ReportRun], metric: str
+) -> str | None:
     """The preferred variant present, else the one most runs have (ties by name)."""
     for name in preferred:
         if name in present:
@@ -45,14 +47,14 @@ def _joined(values: Iterable[Any]) -> str:
     return "/".join(unique) if unique else "?"
 
 
-def _dataset_line(runs: list[_Run]) -> str:
+def _dataset_line(runs: list[ReportRun]) -> str:
     images = _joined(r.dataset["images"] for r in runs if "images" in r.dataset)
     identities = [r.dataset["identities"] for r in runs if "identities" in r.dataset]
-    line = f"Dataset {_group_name(runs[0])}: {images} images"
+    line = f"Dataset {group_name(runs[0])}: {images} images"
     return line + (f", {_joined(identities)} identities" if identities else "")
 
 
-def _table2(runs: list[_Run]) -> str | None:
+def _table2(runs: list[ReportRun]) -> str | None:
     """CIAGAN Table 2: detection rate and Recall@1 for every method."""
     detectors = set().union(*(r.variants("detection_rate") for r in runs))
     embedders = set().union(*(r.variants("reid_recall") for r in runs))
@@ -116,7 +118,7 @@ def _section(
     return text + (f"\n\n{footnote}" if footnote else "")
 
 
-def _table1(runs: list[_Run]) -> str | None:
+def _table1(runs: list[ReportRun]) -> str | None:
     """CIAGAN Table 1: the CIAGAN variants' detection, Recall@1 and FID."""
     family = [r for r in runs if r.method in paper.CIAGAN_TABLE1 or r.method.startswith("ciagan")]
     if not family:
@@ -158,7 +160,7 @@ def _opt(value: float | None, spec: str) -> str | None:
     return None if value is None else format(value, spec)
 
 
-def _table3(runs: list[_Run]) -> str | None:
+def _table3(runs: list[ReportRun]) -> str | None:
     """CIAGAN Table 3: LFW TAR at FAR = 0.001, mean ± std over the ten folds."""
     columns = [("facenet_vggface2", "vggface2"), ("facenet_casia", "casia")]
     present = set().union(*(r.variants("lfw_tar") for r in runs))
@@ -191,7 +193,7 @@ def _table3(runs: list[_Run]) -> str | None:
     return _section("CIAGAN Table 3: LFW TAR@FAR", header, rows, caption, notes)
 
 
-def _fid_table(runs: list[_Run]) -> str | None:
+def _fid_table(runs: list[ReportRun]) -> str | None:
     """CIAGAN supplement Table 4 as one FID row (methods as columns), with KID beside it."""
     scored = [r for r in runs if r.get("fid") is not None or r.get("kid_mean") is not None]
     if not scored:
@@ -226,14 +228,14 @@ def _fid_table(runs: list[_Run]) -> str | None:
     return _section("CIAGAN supplement Table 4: FID", header, rows, caption, notes)
 
 
-def _kid(run: _Run) -> str:
+def _kid(run: ReportRun) -> str:
     mean, std = run.get("kid_mean"), run.get("kid_std")
     if mean is None:
         return _DASH
     return f"{1000 * mean:.2f}" + ("" if std is None else f" ± {1000 * std:.2f}")
 
 
-def _vqgan_table(runs: list[_Run]) -> str | None:
+def _vqgan_table(runs: list[ReportRun]) -> str | None:
     """VQGAN Table I: silhouette k-NN re-identification for k = 1..10, paper row under ours."""
     scored = [r for r in runs if r.variants("silhouette_reid")]
     if not scored:
@@ -275,7 +277,7 @@ def _vqgan_table(runs: list[_Run]) -> str | None:
     return _section(title, header, rows, caption, notes, footnote)
 
 
-TABLES: tuple[Callable[[list[_Run]], str | None], ...] = (
+TABLES: tuple[Callable[[list[ReportRun]], str | None], ...] = (
     _table2,
     _table1,
     _table3,
@@ -287,7 +289,7 @@ TABLES: tuple[Callable[[list[_Run]], str | None], ...] = (
 def render_tables(results_list: Sequence[dict[str, Any]]) -> str:
     """The Markdown report: per dataset, each paper table that has data (ours, paper beside)."""
     parts = ["# De-identification report"]
-    groups = _groups(_runs(results_list))
+    groups = group_runs(report_runs(results_list))
     for name, runs in groups:
         tables = [t for t in (table(runs) for table in TABLES) if t]
         if len(groups) > 1:

@@ -38,8 +38,8 @@ def make_clip(frames: int, path: Path) -> Path:
     if path.is_file():
         return path
     from deid.datasets import demo as demo_set
-    from deid.demo_scenes import moving_faces_frames
     from deid.media import find_ffmpeg
+    from demo.scenes import moving_faces_frames
 
     images = moving_faces_frames(demo_set.require(demo_set.DEFAULT_ROOT), frames=frames)
     ffmpeg = find_ffmpeg()
@@ -103,11 +103,14 @@ def timed(command: list[str], env: dict[str, str]) -> float:
 
 
 def audit(command: list[str], out: Path, env: dict[str, str]) -> dict[str, int]:
-    subprocess.run([*command, "--audit", "--overwrite"], cwd=ROOT, env=env, check=True,
-                   capture_output=True)
+    subprocess.run(
+        [*command, "--audit", "--overwrite"], cwd=ROOT, env=env, check=True, capture_output=True
+    )
     counts = json.loads(out.with_name(f"{out.stem}.anonymize_summary.json").read_text())["counts"]
-    return {k: counts[k] for k in ("audit_found", "audit_covered", "audit_missed",
-                                   "audit_still_matching")}
+    return {
+        k: counts[k]
+        for k in ("audit_found", "audit_covered", "audit_missed", "audit_still_matching")
+    }
 
 
 def main() -> None:
@@ -126,10 +129,21 @@ def main() -> None:
     tools = {
         f"deface {DEFACE_VERSION}": [str(deface), str(clip), "-o", str(BENCH / "deface.mp4")],
         "deid anonymize (defaults: blur, mediapipe+mtcnn)": [
-            *deid, "-o", str(BENCH / "deid_blur.mp4"), "--overwrite"],
+            *deid,
+            "-o",
+            str(BENCH / "deid_blur.mp4"),
+            "--overwrite",
+        ],
         "deid anonymize --anonymizer ciagan": [
-            *deid, "-o", str(BENCH / "deid_ciagan.mp4"), "--overwrite", "--anonymizer",
-            "ciagan", "--ckpt", str(ckpt)],
+            *deid,
+            "-o",
+            str(BENCH / "deid_ciagan.mp4"),
+            "--overwrite",
+            "--anonymizer",
+            "ciagan",
+            "--ckpt",
+            str(ckpt),
+        ],
     }
     times: dict[str, list[float]] = {name: [] for name in tools}
     for _ in range(args.repeats):
@@ -152,10 +166,14 @@ def main() -> None:
         audit_text = "-"
         if name in coverage:
             c = coverage[name]
-            audit_text = (f"{c['audit_found']} / {c['audit_covered']} / {c['audit_missed']} / "
-                          f"{c['audit_still_matching']}")
-        print(f"| {name} | {wall:.1f} | {args.frames / wall:.1f} | {base / wall:.2f}x | "
-              f"{audit_text} |")
+            audit_text = (
+                f"{c['audit_found']} / {c['audit_covered']} / {c['audit_missed']} / "
+                f"{c['audit_still_matching']}"
+            )
+        print(
+            f"| {name} | {wall:.1f} | {args.frames / wall:.1f} | {base / wall:.2f}x | "
+            f"{audit_text} |"
+        )
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ Training: images/s of one full iteration (identity step + discriminator step + g
 step, as `CiaganModule.training_step` runs them under Lightning) with the paper's networks at
 128 px, batch 16, 1,200 identities, on synthetic batches (speed does not depend on pixels).
 Every setting runs in this process after one warm-up iteration; ratios are against eager fp32.
-Preprocessing: images/s of `python -m ciagan.preprocess` on the demo photos with 1 and 2
+Preprocessing: images/s of `python -m deid.prep.faces` on the demo photos with 1 and 2
 worker processes (fresh output folders, dlib HOG + landmarks + crops written).
 """
 
@@ -48,7 +48,7 @@ class SyntheticBatches(Dataset):
         label = int(torch.randint(self.num_identities, (1,), generator=generator))
         return {
             "image": torch.rand(3, s, s, generator=generator) * 2 - 1,
-            "landmarks": (torch.rand(3, s, s, generator=generator) > 0.97).float(),
+            "pose": (torch.rand(3, s, s, generator=generator) > 0.97).float(),
             "mask": mask,
             "label": label,
             "pair_image": torch.rand(3, s, s, generator=generator) * 2 - 1,
@@ -125,8 +125,8 @@ def time_setting(setting: str, args: argparse.Namespace) -> tuple[float, float]:
 
 
 def preprocess_rate(workers: int) -> float:
-    from ciagan.preprocess import preprocess
     from deid.datasets import demo
+    from deid.prep.faces import preprocess
 
     root = demo.require(demo.DEFAULT_ROOT)
     with tempfile.TemporaryDirectory() as out:

@@ -10,8 +10,8 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from deid.errors import DeidError
-from deid.hydra_entry import CONF_DIR, known_names, unknown_name
+from deid.errors import DeidError, unknown_name
+from deid.hydra_entry import CONF_DIR, known_names
 
 
 def detector_names() -> list[str]:

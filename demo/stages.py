@@ -1,7 +1,9 @@
 """The demo's heavy stages, each driven by the project's own configs (as a user would run them):
-train CIAGAN on the demo photos, anonymize a group photo and a video, and evaluate CIAGAN
-against the baselines. Every stage reuses what an earlier (possibly interrupted) demo left:
-training resumes from its last.ckpt, finished inputs are not rebuilt.
+train each method of `demo.methods.METHODS` on the demo photos, anonymize a group photo and a
+video, and evaluate the methods against the baselines. Every stage reuses what an earlier
+(possibly interrupted) demo left: training resumes from its last.ckpt, finished inputs are not
+rebuilt. This package sits above the core, the methods and the evaluation suite: it is the one
+place that drives all three.
 """
 
 from __future__ import annotations
@@ -13,12 +15,15 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from deid.demo_scenes import group_photo, write_moving_faces_video
 from deid.media import write_image
+from demo.methods import DemoMethod
+from demo.scenes import group_photo, write_moving_faces_video
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
-BASELINES = ("original", "blur9", "blur17", "pixel8", "pixel16", "blackbox", "maskout")
-ANONYMIZERS = ("ciagan", "blur9")
+BASELINES = ("original", "blur9_px", "blur17_px", "pixel8", "pixel16", "blackbox", "maskout")
+ANONYMIZE_BASELINES = (
+    "blur",
+)  # the anonymize default  # shown beside the trained methods in the anonymization stage
 
 
 def _compose(config: str, overrides: list[str]) -> DictConfig:
@@ -26,13 +31,15 @@ def _compose(config: str, overrides: list[str]) -> DictConfig:
         return compose(config_name=config, overrides=overrides)
 
 
-def run_training(demo_root: Path, out_dir: Path, max_steps: int | None = None) -> dict[str, float]:
-    """`python train.py experiment=ciagan_demo` into `out_dir` (resuming its last.ckpt when an
-    earlier demo was interrupted); returns the final logged metrics."""
+def run_training(
+    method: DemoMethod, demo_root: Path, out_dir: Path, max_steps: int | None = None
+) -> dict[str, float]:
+    """`python train.py experiment=<method's demo experiment>` into `out_dir` (resuming its
+    last.ckpt when an earlier demo was interrupted); returns the final logged metrics."""
     from deid.training import train
 
     overrides = [
-        "experiment=ciagan_demo",
+        f"experiment={method.experiment}",
         f"data.root={demo_root.resolve()}",
         f"paths.output_dir={out_dir.resolve()}",
     ]
@@ -51,15 +58,19 @@ def demo_inputs(demo_root: Path, folder: Path) -> Path:
     return folder
 
 
-def run_anonymization(inputs: Path, out_dir: Path, ckpt: Path) -> dict[str, dict[str, Any]]:
-    """`python anonymize.py` with CIAGAN and with blur9 over the demo inputs."""
+def run_anonymization(
+    inputs: Path, out_dir: Path, checkpoints: dict[str, Path]
+) -> dict[str, dict[str, Any]]:
+    """`python anonymize.py` over the demo inputs with each trained method (`checkpoints`:
+    conf/model name -> checkpoint) and with blur, the default."""
     from deid.anonymizers.runner import anonymize
 
     summaries = {}
-    for method in ANONYMIZERS:
+    for method in (*checkpoints, *ANONYMIZE_BASELINES):
+        ckpt = checkpoints.get(method)
         overrides = [
-            f"anonymizer={method}",
-            f"ckpt={ckpt.resolve()}",
+            f"model={method}",
+            *([f"ckpt={ckpt.resolve()}"] if ckpt is not None else []),
             f"in={inputs.resolve()}",
             f"out={(out_dir / method).resolve()}",
             "camera=demo-camera-1",
@@ -73,14 +84,16 @@ def run_evaluation(
     demo_root: Path,
     out_dir: Path,
     models: tuple[str, ...] = BASELINES,
-    ckpt: Path | None = None,
+    checkpoints: dict[str, Path] | None = None,
 ) -> Path:
-    """Score each method with the evaluation suite and merge the runs into one report."""
+    """Score the baselines `models`, then each trained method (`checkpoints`: conf/model name
+    -> checkpoint), with the evaluation suite and merge the runs into one report."""
     from deid_eval.report import write_report
     from deid_eval.suite import evaluate
 
+    checkpoints = checkpoints or {}
     results = []
-    for model in tqdm(models, desc="evaluation", unit="method"):
+    for model in tqdm((*models, *checkpoints), desc="evaluation", unit="method"):
         overrides = [
             f"model={model}",
             "data=demo",
@@ -88,8 +101,8 @@ def run_evaluation(
             "k=1..5",
             "metrics.align=ciagan",  # CelebA-like face crops: comparable with the papers
         ]
-        if ckpt is not None:
-            overrides.append(f"ckpt={ckpt.resolve()}")
+        if model in checkpoints:
+            overrides.append(f"ckpt={checkpoints[model].resolve()}")
         results.append(evaluate(_compose("evaluate", overrides), run_dir=out_dir / model))
     write_report(results, out_dir)
     return out_dir / "tables.md"

@@ -1,23 +1,12 @@
-"""`make demo`: the main job end to end on the demo photos, about 20 minutes on 2 CPU cores.
-
-1. perception: every face detector, 68-point landmarks, person masks and identity embeddings
-   on scikit-image's astronaut and one photo per demo identity -> `perception.png/.json`.
-2. training: `train.py experiment=ciagan_demo` -> `training/` (checkpoints, sample grids).
-3. anonymization: a group photo and a moving-faces video made of demo photos, with CIAGAN and
-   blur9, audited -> `inputs/`, `anonymized/<method>/`.
-4. evaluation: CIAGAN and the classic baselines on CIAGAN crops of the demo validation photos
-   (detection rate, Recall@k, FID, KID) -> `evaluation/tables.md` + plots.
-5. `report.md` (everything above, with pictures), all under `outputs/demo/`.
+"""The demo's perception stage: every face detector, 68-point landmarks, person masks and identity
+embeddings on scikit-image's astronaut and one photo per demo identity ->
+`perception.png/.json`. Uses the core (`deid`) only.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +16,6 @@ from tqdm import tqdm
 
 from deid.bodies import build_segmenter
 from deid.datasets import demo as demo_set
-from deid.demo_report import write_demo_report
-from deid.demo_stages import BASELINES, demo_inputs, run_anonymization, run_evaluation, run_training
-from deid.errors import DeidError
 from deid.faces import Face, LandmarkPredictor, build_detector, build_embedder, largest_face
 from deid.media import atomic_write, read_image, write_image
 
@@ -154,71 +140,3 @@ def run_perception(demo_root: Path, out_dir: Path) -> dict[str, Any]:
     with atomic_write(out_dir / "perception.json") as handle:
         json.dump(result, handle, indent=2)
     return result
-
-
-@contextmanager
-def _stage(name: str, timings: dict[str, float]) -> Iterator[None]:
-    """Announce one demo stage and record how long it took."""
-    print(f"\n=== demo: {name} ===", flush=True)
-    start = time.perf_counter()
-    yield
-    timings[name] = time.perf_counter() - start
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--demo-root", type=Path, default=demo_set.DEFAULT_ROOT)
-    parser.add_argument("--out", type=Path, default=Path("outputs/demo"))
-    parser.add_argument("--max-steps", type=int, default=None, help="override the training length")
-    parser.add_argument("--skip-training", action="store_true", help="reuse OUT/training")
-    parser.add_argument("--skip-evaluation", action="store_true")
-    args = parser.parse_args(argv)
-    demo_root = demo_set.require(args.demo_root)
-    out: Path = args.out
-    timings: dict[str, float] = {}
-
-    with _stage("perception", timings):
-        result = run_perception(demo_root, out)
-        found = sum(bool(r["faces"]["dlib_hog"]) for r in result["images"])
-        print(f"faces found by dlib HOG in {found}/{len(result['images'])} sample images")
-        for name in EMBEDDERS:
-            stats = result["identity"][name]
-            print(
-                f"{name}: same-identity sq. distance "
-                f"{stats['mean_sq_distance_same_identity']:.3f}, other identities "
-                f"{stats['mean_sq_distance_other_identity']:.3f}, 1-NN accuracy "
-                f"{stats['leave_one_out_1nn_accuracy']:.2f}"
-            )
-
-    training_dir = out / "training"
-    ckpt = training_dir / "checkpoints" / "last.ckpt"
-    training = None
-    if not args.skip_training:
-        with _stage("training", timings):
-            metrics = run_training(demo_root, training_dir, args.max_steps)
-        training = {"run": "training/", "checkpoint": "training/checkpoints/last.ckpt"}
-        training["metrics"] = metrics
-    if not ckpt.is_file():
-        raise DeidError(f"no CIAGAN checkpoint at {ckpt}: run the demo without --skip-training")
-
-    with _stage("anonymization", timings):
-        inputs = demo_inputs(demo_root, out / "inputs")
-        summaries = run_anonymization(inputs, out / "anonymized", ckpt)
-
-    tables = None
-    if not args.skip_evaluation:
-        with _stage("evaluation", timings):
-            tables = run_evaluation(
-                demo_root, out / "evaluation", (*BASELINES, "ciagan"), ckpt=ckpt
-            )
-            print(tables.read_text())
-
-    report = write_demo_report(out, timings, training, inputs, summaries, tables)
-    print(f"\ndemo finished in {sum(timings.values()) / 60:.1f} min; report: {report}")
-    return 0
-
-
-if __name__ == "__main__":
-    from deid.cli_utils import run_cli
-
-    sys.exit(run_cli(lambda: main()))

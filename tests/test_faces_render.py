@@ -1,4 +1,4 @@
-"""CIAGAN's landmark image, face mask, point resizing and anti-aliased face crop."""
+"""The landmark image, face mask, point resizing (deid.faces.render) and the anti-aliased crop."""
 
 from __future__ import annotations
 
@@ -6,17 +6,16 @@ import cv2
 import numpy as np
 import pytest
 
-from ciagan.render import (
+from deid.faces.align import antialiased_crop, crop, rect_transform
+from deid.faces.render import (
     INNER_LIPS,
     JAW,
     NOSE_BRIDGE,
-    face_crop,
     face_mask,
     landmark_image,
     mask_polygon,
     resize_points,
 )
-from deid.faces.align import crop, rect_transform
 
 SIZE = (178, 218)  # width, height
 
@@ -160,19 +159,21 @@ def test_resize_points_follows_cv2_resize() -> None:
     np.testing.assert_allclose(found, expected, atol=0.05)
 
 
-def test_face_crop_equals_the_plain_warp_when_not_shrinking(astronaut: np.ndarray) -> None:
+def test_antialiased_crop_equals_the_plain_warp_when_not_shrinking(astronaut: np.ndarray) -> None:
     transform = rect_transform((150, 40, 330, 260), (178, 218))  # ~1:1
-    np.testing.assert_array_equal(face_crop(astronaut, transform), crop(astronaut, transform))
+    np.testing.assert_array_equal(
+        antialiased_crop(astronaut, transform), crop(astronaut, transform)
+    )
 
 
-def test_face_crop_shrinks_without_aliasing_and_keeps_the_geometry() -> None:
+def test_antialiased_crop_shrinks_without_aliasing_and_keeps_the_geometry() -> None:
     height, width = 980, 820
     stripes = np.zeros((height, width, 3), np.uint8)
     stripes[:, ::2] = 255  # 1-px stripes: aliasing turns them into bands, averaging into grey
     shrink = 4.3  # not an integer, so plain bilinear sampling beats against the stripes
     transform = rect_transform((50, 20, 50 + 178 * shrink, 20 + 218 * shrink), (178, 218))
     plain = crop(stripes, transform).astype(float)
-    smooth = face_crop(stripes, transform).astype(float)
+    smooth = antialiased_crop(stripes, transform).astype(float)
     assert plain.std() > 60
     assert smooth.std() < 12 and abs(smooth.mean() - 127.5) < 3
     # a bright blob lands where the transform maps its centre, to a fraction of a crop pixel
@@ -180,15 +181,15 @@ def test_face_crop_shrinks_without_aliasing_and_keeps_the_geometry() -> None:
     centre = np.array([413.0, 517.0])
     blob = np.exp(-((xs - centre[0]) ** 2 + (ys - centre[1]) ** 2) / (2 * 20.0**2))
     image = np.repeat((blob * 255).astype(np.uint8)[..., None], 3, axis=2)
-    out = face_crop(image, transform)[..., 0].astype(float)
+    out = antialiased_crop(image, transform)[..., 0].astype(float)
     cy, cx = np.mgrid[0:218, 0:178]
     found = np.array([(out * cx).sum(), (out * cy).sum()]) / out.sum()
     np.testing.assert_allclose(found, transform.apply(centre)[0], atol=0.2)
 
 
-def test_face_crop_pads_by_replicating_the_border(astronaut: np.ndarray) -> None:
+def test_antialiased_crop_pads_by_replicating_the_border(astronaut: np.ndarray) -> None:
     transform = rect_transform((-400, -400, 312, 472), (178, 218))  # 4x shrink, past the corner
-    out = face_crop(astronaut, transform)
+    out = antialiased_crop(astronaut, transform)
     assert out.shape == (218, 178, 3)
     # the area left of and above the image repeats the image's top-left pixels
     corner = astronaut[:4, :4].reshape(-1, 3).mean(axis=0)

@@ -1,4 +1,4 @@
-"""Deterministic, resumable sampling for CIAGAN training.
+"""Deterministic, resumable sampling for training (any method that draws random items).
 
 Every draw of an epoch is a pure function of `(seed, epoch, position)`: the sampler yields
 `(index, draw_seed)` keys, and the dataset uses `draw_seed` for everything random about the item

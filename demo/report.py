@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from deid.media import VideoReader, atomic_write, read_image, write_image
+from demo.methods import METHODS, DemoMethod
 
 LABEL_HEIGHT = 26
 
@@ -92,15 +93,52 @@ def _anonymization_table(summaries: dict[str, dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _training_section(out_dir: Path, method: DemoMethod, training: dict[str, Any]) -> list[str]:
+    lines = [
+        f"## 1. {method.title} trained on the demo photos",
+        "",
+        f"`python train.py experiment={method.experiment}`: run folder `{training['run']}`, "
+        f"checkpoint `{training['checkpoint']}`.",
+        "",
+    ]
+    metrics = training.get("metrics", {})
+    keys = [
+        k
+        for k in (
+            "generator/total",
+            "discriminator/d_loss",
+            "identity/contrastive",
+            "generator/reconstruction_l1",
+            "iteration",
+        )
+        if k in metrics
+    ]
+    if keys:
+        lines += ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+        lines += ["| " + " | ".join(f"{metrics[k]:.4g}" for k in keys) + " |", ""]
+    sample = _latest_sample(out_dir / method.folder)
+    if sample is not None:
+        lines += [
+            "Each row: source | pose (landmark) image | outputs for 3 target identities "
+            f"(`{_relative(sample, out_dir)}`).",
+            "",
+            f"![training samples]({_relative(sample, out_dir)})",
+            "",
+        ]
+    return lines
+
+
 def write_demo_report(
     out_dir: Path,
     timings: dict[str, float],
-    training: dict[str, Any] | None,
+    trainings: dict[str, dict[str, Any]],
     inputs: Path | None,
     summaries: dict[str, dict[str, Any]] | None,
     tables: Path | None,
 ) -> Path:
-    """Assemble report.md (+ its pictures under `report_files/`) and return its path."""
+    """Assemble report.md (+ its pictures under `report_files/`) and return its path;
+    `trainings`: conf/model name of a `demo.methods` method -> its run (run, checkpoint,
+    metrics)."""
     files = out_dir / "report_files"
     files.mkdir(parents=True, exist_ok=True)
     total = sum(timings.values())
@@ -116,38 +154,9 @@ def write_demo_report(
         "committed). Numbers on 24-25 validation photos show orderings, not paper-scale results.",
         "",
     ]
-    if training is not None:
-        lines += [
-            "## 1. CIAGAN trained on the demo photos",
-            "",
-            f"`python train.py experiment=ciagan_demo`: run folder `{training['run']}`, "
-            f"checkpoint `{training['checkpoint']}`.",
-            "",
-        ]
-        metrics = training.get("metrics", {})
-        keys = [
-            k
-            for k in (
-                "generator/total",
-                "discriminator/d_loss",
-                "identity/contrastive",
-                "generator/reconstruction_l1",
-                "iteration",
-            )
-            if k in metrics
-        ]
-        if keys:
-            lines += ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-            lines += ["| " + " | ".join(f"{metrics[k]:.4g}" for k in keys) + " |", ""]
-        sample = _latest_sample(out_dir / "training")
-        if sample is not None:
-            lines += [
-                "Each row: source | landmark image | outputs for 3 target identities "
-                f"(`{_relative(sample, out_dir)}`).",
-                "",
-                f"![training samples]({_relative(sample, out_dir)})",
-                "",
-            ]
+    for method in METHODS:
+        if method.model in trainings:
+            lines += _training_section(out_dir, method, trainings[method.model])
     if summaries and inputs is not None:
         anonymized = out_dir / "anonymized"
         picture = before_after_picture(
@@ -163,8 +172,8 @@ def write_demo_report(
         lines += [
             "## 2. Anonymizing a group photo and a video",
             "",
-            "`python anonymize.py anonymizer=ciagan ckpt=... in=inputs/ out=anonymized/ciagan "
-            "audit=true` (and `anonymizer=blur9`). The video moves and scales three photos; "
+            "`python anonymize.py model=ciagan ckpt=... in=inputs/ out=anonymized/ciagan "
+            "audit=true` (and `model=blur`). The video moves and scales three photos; "
             "where dlib misses a tracked face for a few frames, gap filling anonymizes it from "
             "interpolated landmarks.",
             "",
@@ -178,7 +187,8 @@ def write_demo_report(
     if tables is not None and tables.is_file():
         evaluation = tables.parent
         lines += [
-            "## 3. CIAGAN against the baselines (demo validation photos, CIAGAN crops)",
+            "## 3. The trained methods against the baselines (demo validation photos, CIAGAN "
+            "crops)",
             "",
             _without_title(tables.read_text()),
             "",
@@ -186,8 +196,10 @@ def write_demo_report(
         for name in ("reid_vs_k.png", "detection_vs_recall.png"):
             if (evaluation / name).is_file():
                 lines += [f"![{name}]({_relative(evaluation / name, out_dir)})", ""]
-        if (evaluation / "ciagan" / "samples.png").is_file():
-            lines += ["![CIAGAN evaluation samples](evaluation/ciagan/samples.png)", ""]
+        for method in METHODS:
+            if (evaluation / method.model / "samples.png").is_file():
+                picture = f"evaluation/{method.model}/samples.png"
+                lines += [f"![{method.title} evaluation samples]({picture})", ""]
     if (out_dir / "perception.png").is_file():
         lines += ["## 4. Perception", "", "![perception](perception.png)", ""]
     path = out_dir / "report.md"

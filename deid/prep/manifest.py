@@ -1,17 +1,19 @@
-"""The preprocessing manifest: one CSV row per face crop, a failure log, and a run summary.
+"""The preprocessing manifest: one CSV row per crop, a failure log, and the folder's settings.
 
-Files in a preprocessing output folder (`python -m ciagan.preprocess ... out=DIR`):
+Generic over the entry type (`deid.prep.faces.FaceEntry`, `deid.prep.bodies.BodyEntry`, or a
+new method's own): an entry class names its CSV `COLUMNS`, the column that numbers it within
+its image (`INDEX`, e.g. `face`), the column holding how many rows its image has (`COUNT`,
+e.g. `faces_in_image`: an image whose rows a crash cut short is recognised and redone), the
+`COMMAND` that makes a folder of them, and converts itself with `to_row(count)` / `from_row`.
 
-- `manifest.csv`: header + one row per face (`MANIFEST_COLUMNS`). `box` is `[x0, y0, x1, y1]`
-  in edge coordinates, `landmarks` the 68 dlib points `[[x, y], ...]` in *source image*
-  pixel-index coordinates, `transform` `CropTransform.to_list()` (source -> crop), all JSON.
-  `crop` is the crop PNG's path relative to DIR; `faces_in_image` is how many rows the image
-  has, so an image whose rows were cut short by a crash is recognised and redone.
+Files in a preprocessing output folder:
+
+- `manifest.csv`: header + one row per crop (the entry's `COLUMNS`).
 - `failures.csv`: one row per image that gave no crop (`FAILURE_COLUMNS`; `reason` is one of
-  `FAILURE_REASONS`), or per face that failed in an image whose other faces are in the manifest.
-- `summary.json`: the counts of the last run (see `ciagan.preprocess.preprocess`).
-- `settings.json`: dataset, detector and crop settings, checked when a run resumes, so one
-  folder never mixes two datasets or crop geometries.
+  the driver's reasons), or per crop that failed in an image whose other crops are listed.
+- `summary.json`: the counts of the last run (see `deid.prep.run`).
+- `settings.json`: dataset and crop settings, checked when a run resumes, so one folder never
+  mixes two datasets or crop geometries.
 
 Rows are appended and flushed once per image, so a crash loses at most the images in flight;
 `ManifestWriter` repairs a half-written last line, drops incomplete images and duplicate rows
@@ -26,145 +28,91 @@ import io
 import json
 import logging
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, ClassVar, Protocol, TypeVar
 
-import numpy as np
-
-from deid.errors import DeidError
-from deid.faces.align import CropTransform
+from deid.errors import DeidError, unknown_name
 from deid.media import atomic_write
 
 MANIFEST = "manifest.csv"
 FAILURES = "failures.csv"
 SUMMARY = "summary.json"
 SETTINGS = "settings.json"
-MANIFEST_COLUMNS = (
-    "source",
-    "identity",
-    "split",
-    "face",
-    "faces_in_image",
-    "status",
-    "score",
-    "box",
-    "landmarks",
-    "transform",
-    "crop",
-)
 FAILURE_COLUMNS = ("source", "identity", "split", "reason", "detail")
-FAILURE_REASONS = {
+# every driver's failure reasons start with these (an image it could not read or process)
+IMAGE_FAILURES = {
     "missing": "the file does not exist",
     "empty": "the file has 0 bytes",
     "unreadable": "not an image, truncated or corrupt",
-    "no_face": "the detector found no face",
-    "bad_landmarks": "landmarks unusable for the eye crop (e.g. coinciding eye corners)",
-    "error": "any other exception while processing the image (type and message in detail)",
 }
-COMMAND = "python -m ciagan.preprocess data=<dataset> out={out}"
-log = logging.getLogger("ciagan.preprocess")
+ERROR_FAILURE = {
+    "error": "any other exception while processing the image (type and message in detail)"
+}
+log = logging.getLogger("deid.prep")
 
 
-@dataclass(frozen=True, eq=False)
-class FaceEntry:
-    """One face crop of the manifest (a row of manifest.csv)."""
+class Entry(Protocol):
+    """What the manifest needs of an entry type (a frozen dataclass in practice)."""
 
-    source: str  # the image id: the image's path relative to the dataset root
-    identity: str
-    split: str
-    face: int  # index of the face in its image, faces sorted left to right by box x0
-    box: tuple[float, float, float, float]  # detector box x0, y0, x1, y1 (edge coordinates)
-    score: float  # detector score
-    landmarks: np.ndarray  # (68, 2) dlib points in source-image pixel-index coordinates
-    transform: CropTransform  # source image -> crop
-    crop: str  # the crop PNG, relative to the output folder
-    status: str = "ok"
-
-    def __post_init__(self) -> None:
-        points = np.asarray(self.landmarks, dtype=np.float64)
-        if points.shape != (68, 2):
-            raise ValueError(f"{self.source}: expected (68, 2) landmarks, got {points.shape}")
-        object.__setattr__(self, "landmarks", points)
-        object.__setattr__(self, "box", tuple(float(v) for v in self.box))
-        object.__setattr__(self, "score", float(self.score))
-        object.__setattr__(self, "face", int(self.face))
+    COLUMNS: ClassVar[tuple[str, ...]]
+    INDEX: ClassVar[str]
+    COUNT: ClassVar[str]
+    COMMAND: ClassVar[str]  # with `{out}` for the folder
 
     @property
-    def key(self) -> tuple[str, int]:
-        """(source, face): unique within a manifest."""
-        return self.source, self.face
+    def source(self) -> str: ...
 
-    def crop_landmarks(self) -> np.ndarray:
-        """(68, 2) landmarks in crop pixel-index coordinates."""
-        return self.transform.apply(self.landmarks)
-
-    def crop_path(self, out_dir: str | Path) -> Path:
-        """The crop PNG inside the output folder `out_dir`."""
-        return Path(out_dir) / self.crop
-
-    def to_row(self, faces_in_image: int) -> dict[str, str]:
-        """The CSV row (all strings); `faces_in_image` = rows this image has in the manifest."""
-        return {
-            "source": self.source,
-            "identity": self.identity,
-            "split": self.split,
-            "face": str(self.face),
-            "faces_in_image": str(int(faces_in_image)),
-            "status": self.status,
-            "score": repr(self.score),
-            "box": _json(list(self.box)),
-            "landmarks": _json(self.landmarks.tolist()),
-            "transform": _json(self.transform.to_list()),
-            "crop": self.crop,
-        }
+    def to_row(self, count: int) -> dict[str, str]: ...
 
     @classmethod
-    def from_row(cls, row: dict[str, str]) -> FaceEntry:
-        """Parse a CSV row; raises ValueError (or KeyError) for a malformed one."""
-        return cls(
-            source=row["source"],
-            identity=row["identity"],
-            split=row["split"],
-            face=int(row["face"]),
-            box=tuple(json.loads(row["box"])),
-            score=float(row["score"]),
-            landmarks=np.asarray(json.loads(row["landmarks"]), dtype=np.float64),
-            transform=CropTransform.from_list(json.loads(row["transform"])),
-            crop=row["crop"],
-            status=row["status"],
-        )
+    def from_row(cls, row: dict[str, str]) -> Entry: ...
 
 
-def _json(value: Any) -> str:
+E = TypeVar("E", bound=Entry)
+
+
+@dataclass
+class ImageResult:
+    """What processing one image gave (a worker's result): its entries and/or failure rows."""
+
+    source: str
+    entries: list[Any] = field(default_factory=list)
+    failures: list[dict[str, str]] = field(default_factory=list)
+
+
+def json_cell(value: Any) -> str:
+    """A compact JSON value for a CSV cell."""
     return json.dumps(value, separators=(",", ":"))
 
 
-def failure_row(source: str, identity: str, split: str, reason: str, detail: str) -> dict[str, str]:
-    """A failures.csv row; `detail` is flattened to one line."""
-    if reason not in FAILURE_REASONS:
-        raise ValueError(f"unknown failure reason {reason!r}; known: {', '.join(FAILURE_REASONS)}")
-    return {
-        "source": source,
-        "identity": identity,
-        "split": split,
-        "reason": reason,
-        "detail": " ".join(str(detail).split()),
-    }
+def failure_row(
+    source: str,
+    identity: str,
+    split: str,
+    reason: str,
+    detail: str,
+    reasons: Mapping[str, str],
+) -> dict[str, str]:
+    """A failures.csv row; `reason` must be one of `reasons`; `detail` is flattened to one line."""
+    if reason not in reasons:
+        raise unknown_name("failure reason", reason, reasons, ValueError)
+    values = (source, identity, split, reason, " ".join(str(detail).split()))
+    return dict(zip(FAILURE_COLUMNS, values, strict=True))
 
 
 # ---------------------------------------------------------------------------- reading
 
 
 @dataclass
-class _Parsed:
+class ParsedRows:
     rows: list[dict[str, str]]  # well-formed rows, in file order, duplicates removed
-    dropped: int  # torn, malformed, duplicate or incomplete-image rows
+    dropped: int  # torn, malformed or duplicate rows
     torn: bool  # the file did not end with a newline
 
 
-def _read_rows(path: Path, columns: Sequence[str]) -> _Parsed:
+def read_rows(path: Path, columns: Sequence[str]) -> ParsedRows:
     """Rows of a CSV written by `ManifestWriter`, tolerating a half-written last line."""
     torn = False
 
@@ -180,7 +128,7 @@ def _read_rows(path: Path, columns: Sequence[str]) -> _Parsed:
         reader = csv.reader(complete_lines(handle))
         header = next(reader, None)
         if header is None:
-            return _Parsed([], int(torn), torn)
+            return ParsedRows([], int(torn), torn)
         if tuple(header) != tuple(columns):
             raise DeidError(
                 f"{path}: unexpected columns {','.join(header)} (expected "
@@ -198,56 +146,56 @@ def _read_rows(path: Path, columns: Sequence[str]) -> _Parsed:
                 continue
             seen.add(key)
             rows.append(dict(zip(columns, values, strict=True)))
-    return _Parsed(rows, dropped + int(torn), torn)
+    return ParsedRows(rows, dropped + int(torn), torn)
 
 
-def _complete_rows(parsed: _Parsed) -> tuple[list[dict[str, str]], int]:
-    """Rows of the images all of whose rows are present, sorted by (source, face), and how
+def complete_rows(parsed: ParsedRows, entry_type: type[Entry]) -> tuple[list[dict[str, str]], int]:
+    """Rows of the images all of whose rows are present, sorted by (source, index), and how
     many rows were dropped (torn, duplicate, or of an image a crash cut short)."""
     groups: dict[str, dict[int, dict[str, str]]] = {}
     expected: dict[str, int] = {}
     dropped = parsed.dropped
     for row in parsed.rows:
         try:
-            face, count = int(row["face"]), int(row["faces_in_image"])
+            index, count = int(row[entry_type.INDEX]), int(row[entry_type.COUNT])
         except ValueError:
             dropped += 1
             continue
         source = row["source"]
         group = groups.setdefault(source, {})
-        if face in group or expected.setdefault(source, count) != count:
-            dropped += 1  # a second row for the same face, or disagreeing counts
+        if index in group or expected.setdefault(source, count) != count:
+            dropped += 1  # a second row for the same crop, or disagreeing counts
             continue
-        group[face] = row
+        group[index] = row
     rows = []
     for source in sorted(groups):
         group = groups[source]
         if len(group) != expected[source]:
             dropped += len(group)
             continue
-        rows.extend(group[face] for face in sorted(group))
+        rows.extend(group[index] for index in sorted(group))
     return rows, dropped
 
 
-def _require(out_dir: Path, name: str) -> Path:
+def _require(out_dir: Path, name: str, entry_type: type[Entry]) -> Path:
     path = out_dir / name
     if not path.is_file():
         raise DeidError(
-            f"{path}: not found; create it with `{COMMAND.format(out=out_dir)}` "
+            f"{path}: not found; create it with `{entry_type.COMMAND.format(out=out_dir)}` "
             "(the same data= and out= as before)"
         )
     return path
 
 
-def read_manifest(out_dir: str | Path) -> list[FaceEntry]:
-    """Every face of a preprocessing output folder, sorted by (source, face).
+def read_entries(out_dir: str | Path, entry_type: type[E]) -> list[E]:
+    """Every entry of a preprocessing output folder, sorted by (source, index).
 
     Rows of an image a crash cut short are left out (a re-run of the preprocessing redoes
     them); a missing manifest is a DeidError naming the command that makes it.
     """
     out_dir = Path(out_dir)
-    path = _require(out_dir, MANIFEST)
-    rows, dropped = _complete_rows(_read_rows(path, MANIFEST_COLUMNS))
+    path = _require(out_dir, MANIFEST, entry_type)
+    rows, dropped = complete_rows(read_rows(path, entry_type.COLUMNS), entry_type)
     if dropped:
         log.warning(
             "%s: ignored %d rows of images whose preprocessing did not finish; re-run "
@@ -258,19 +206,19 @@ def read_manifest(out_dir: str | Path) -> list[FaceEntry]:
     entries = []
     for row in rows:
         try:
-            entries.append(FaceEntry.from_row(row))
+            entries.append(entry_type.from_row(row))
         except (ValueError, TypeError) as err:
+            index = entry_type.INDEX
             raise DeidError(
-                f"{path}: the row of {row['source']} face {row['face']} is malformed ({err}); "
+                f"{path}: the row of {row['source']} {index} {row[index]} is malformed ({err}); "
                 "delete that row and run the preprocessing again to redo the image"
             ) from None
-    return entries
+    return entries  # type: ignore[return-value]
 
 
-def read_failures(out_dir: str | Path) -> list[dict[str, str]]:
+def read_failures(out_dir: str | Path, entry_type: type[Entry]) -> list[dict[str, str]]:
     """The failure log: dicts with `FAILURE_COLUMNS` keys, sorted by source."""
-    out_dir = Path(out_dir)
-    parsed = _read_rows(_require(out_dir, FAILURES), FAILURE_COLUMNS)
+    parsed = read_rows(_require(Path(out_dir), FAILURES, entry_type), FAILURE_COLUMNS)
     return sorted(parsed.rows, key=lambda r: (r["source"], r["reason"], r["detail"]))
 
 
@@ -290,7 +238,8 @@ def read_json(path: Path) -> dict[str, Any] | None:
 # ---------------------------------------------------------------------------- writing
 
 
-def _csv_text(rows: Iterable[dict[str, str]], columns: Sequence[str], header: bool) -> str:
+def csv_text(rows: Iterable[dict[str, str]], columns: Sequence[str], header: bool) -> str:
+    """`rows` as CSV text (newline-terminated lines), with the header line first if asked."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n")
     if header:
@@ -299,9 +248,10 @@ def _csv_text(rows: Iterable[dict[str, str]], columns: Sequence[str], header: bo
     return buffer.getvalue()
 
 
-def _rewrite(path: Path, rows: Iterable[dict[str, str]], columns: Sequence[str]) -> None:
+def rewrite(path: Path, rows: Iterable[dict[str, str]], columns: Sequence[str]) -> None:
+    """Replace the CSV at `path` (atomically) with a header and `rows`."""
     with atomic_write(path) as handle:
-        handle.write(_csv_text(rows, columns, header=True))
+        handle.write(csv_text(rows, columns, header=True))
 
 
 def check_settings(out_dir: Path, settings: dict[str, Any]) -> None:
@@ -358,6 +308,7 @@ class ManifestWriter:
     def __init__(
         self,
         out_dir: str | Path,
+        entry_type: type[Entry],
         settings: dict[str, Any] | None = None,
         retry: Iterable[str] = (),
     ) -> None:
@@ -366,11 +317,13 @@ class ManifestWriter:
         keeps its failure rows)."""
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.entry_type = entry_type
+        self.columns = entry_type.COLUMNS
         self.manifest_path = self.out_dir / MANIFEST
         self.failures_path = self.out_dir / FAILURES
         self.repaired = 0  # rows dropped while opening
-        self._faces: Counter[str] = Counter()  # source -> face rows
-        self._face_rows = 0
+        self._sources: Counter[str] = Counter()  # source -> manifest rows
+        self._rows = 0
         self._failures: dict[str, list[str]] = {}  # source -> failure reasons
         self._files: list[IO[str]] = []
         self._lock = _lock(self.out_dir)
@@ -378,8 +331,8 @@ class ManifestWriter:
             if settings is not None:
                 check_settings(self.out_dir, settings)
             self._open_manifest()
-            # an image with crops in the manifest is done even if some of its faces failed
-            self._open_failures(set(retry) - set(self._faces))
+            # an image with crops in the manifest is done even if some of its crops failed
+            self._open_failures(set(retry) - set(self._sources))
             self._files = [
                 open(path, "a", encoding="utf-8", newline="")  # noqa: SIM115
                 for path in (self.manifest_path, self.failures_path)
@@ -390,24 +343,24 @@ class ManifestWriter:
 
     def _open_manifest(self) -> None:
         if not self.manifest_path.is_file() or self.manifest_path.stat().st_size == 0:
-            _rewrite(self.manifest_path, [], MANIFEST_COLUMNS)
+            rewrite(self.manifest_path, [], self.columns)
             return
-        parsed = _read_rows(self.manifest_path, MANIFEST_COLUMNS)
-        rows, dropped = _complete_rows(parsed)
+        parsed = read_rows(self.manifest_path, self.columns)
+        rows, dropped = complete_rows(parsed, self.entry_type)
         if dropped or parsed.torn:
-            _rewrite(self.manifest_path, rows, MANIFEST_COLUMNS)
+            rewrite(self.manifest_path, rows, self.columns)
             self.repaired += dropped
-        self._faces.update(r["source"] for r in rows)
-        self._face_rows = len(rows)
+        self._sources.update(r["source"] for r in rows)
+        self._rows = len(rows)
 
     def _open_failures(self, retry: set[str]) -> None:
         if not self.failures_path.is_file() or self.failures_path.stat().st_size == 0:
-            _rewrite(self.failures_path, [], FAILURE_COLUMNS)
+            rewrite(self.failures_path, [], FAILURE_COLUMNS)
             return
-        parsed = _read_rows(self.failures_path, FAILURE_COLUMNS)
+        parsed = read_rows(self.failures_path, FAILURE_COLUMNS)
         rows = [r for r in parsed.rows if r["source"] not in retry]
         if parsed.dropped or parsed.torn or len(rows) != len(parsed.rows):
-            _rewrite(self.failures_path, rows, FAILURE_COLUMNS)
+            rewrite(self.failures_path, rows, FAILURE_COLUMNS)
             self.repaired += parsed.dropped
         for row in rows:
             self._failures.setdefault(row["source"], []).append(row["reason"])
@@ -415,30 +368,30 @@ class ManifestWriter:
     @property
     def done(self) -> set[str]:
         """Sources with complete manifest rows or a failure row: a run skips them."""
-        return set(self._faces) | set(self._failures)
+        return set(self._sources) | set(self._failures)
 
-    def add(self, entries: Sequence[FaceEntry], failures: Sequence[dict[str, str]] = ()) -> None:
-        """Append one image's face rows and failure rows, and flush both files."""
+    def add(self, entries: Sequence[Entry], failures: Sequence[dict[str, str]] = ()) -> None:
+        """Append one image's entries and failure rows, and flush both files."""
         if entries:
             rows = [e.to_row(len(entries)) for e in entries]
-            self._files[0].write(_csv_text(rows, MANIFEST_COLUMNS, header=False))
+            self._files[0].write(csv_text(rows, self.columns, header=False))
             self._files[0].flush()
-            self._faces[entries[0].source] += len(entries)
-            self._face_rows += len(entries)
+            self._sources[entries[0].source] += len(entries)
+            self._rows += len(entries)
         if failures:
-            self._files[1].write(_csv_text(failures, FAILURE_COLUMNS, header=False))
+            self._files[1].write(csv_text(failures, FAILURE_COLUMNS, header=False))
             self._files[1].flush()
             for row in failures:
                 self._failures.setdefault(row["source"], []).append(row["reason"])
 
     @property
-    def faces(self) -> int:
-        """Face rows in the manifest."""
-        return self._face_rows
+    def rows(self) -> int:
+        """Entries (crops) in the manifest."""
+        return self._rows
 
     @property
-    def images_with_faces(self) -> int:
-        return len(self._faces)
+    def images_with_rows(self) -> int:
+        return len(self._sources)
 
     def failure_counts(self) -> dict[str, int]:
         """Failure rows by reason, sorted by reason."""
@@ -446,14 +399,14 @@ class ManifestWriter:
         return dict(sorted(counts.items()))
 
     def finalize(self) -> None:
-        """Close the files, then rewrite both sorted (manifest by source and face, failures by
-        source) without duplicates, so the result does not depend on the workers' order."""
+        """Close the files, then rewrite both sorted (manifest by source and index, failures
+        by source) without duplicates, so the result does not depend on the workers' order."""
         self.close_files()
-        rows, _ = _complete_rows(_read_rows(self.manifest_path, MANIFEST_COLUMNS))
-        _rewrite(self.manifest_path, rows, MANIFEST_COLUMNS)
-        failures = _read_rows(self.failures_path, FAILURE_COLUMNS).rows
+        rows, _ = complete_rows(read_rows(self.manifest_path, self.columns), self.entry_type)
+        rewrite(self.manifest_path, rows, self.columns)
+        failures = read_rows(self.failures_path, FAILURE_COLUMNS).rows
         failures.sort(key=lambda r: (r["source"], r["reason"], r["detail"]))
-        _rewrite(self.failures_path, failures, FAILURE_COLUMNS)
+        rewrite(self.failures_path, failures, FAILURE_COLUMNS)
         self._failures = {}
         for row in failures:
             self._failures.setdefault(row["source"], []).append(row["reason"])

@@ -1,4 +1,4 @@
-"""CIAGAN preprocessing on real photos with the real dlib detector and landmark model."""
+"""Face preprocessing (deid.prep) on real photos with the real dlib detector and landmark model."""
 
 from __future__ import annotations
 
@@ -14,25 +14,23 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from ciagan.manifest import (
-    MANIFEST,
-    FaceEntry,
-    ManifestWriter,
-    read_failures,
-    read_manifest,
-)
-from ciagan.preprocess import (
-    CropSettings,
-    FaceCropper,
-    ImageTask,
-    crop_stems,
-    map_paths,
-    preprocess,
-)
-from ciagan.render import face_crop, face_mask, landmark_image
 from deid.errors import DeidError
 from deid.faces import build_detector, paste_back
+from deid.faces.align import antialiased_crop
+from deid.faces.render import face_mask, landmark_image
 from deid.media import read_image, write_image
+from deid.prep.faces import (
+    CropSettings,
+    FaceCropper,
+    FaceEntry,
+    ImageTask,
+    map_paths,
+    preprocess,
+    read_manifest,
+)
+from deid.prep.faces import read_face_failures as read_failures
+from deid.prep.manifest import MANIFEST, ManifestWriter
+from deid.prep.run import crop_stems
 
 ROOT = Path(__file__).resolve().parents[1]
 PEOPLE = ("ben_afflek", "jerry_seinfeld")
@@ -119,7 +117,7 @@ def test_crops_maps_and_transform_agree_with_the_photo(dataset: Path, run_one) -
         image = read_image(dataset / entry.source)
         saved = read_image(entry.crop_path(out))
         # the saved transform describes the saved crop exactly (PNG is lossless)
-        np.testing.assert_array_equal(saved, face_crop(image, entry.transform))
+        np.testing.assert_array_equal(saved, antialiased_crop(image, entry.transform))
         points = entry.crop_landmarks()
         np.testing.assert_allclose(
             entry.transform.apply_inverse(points), entry.landmarks, atol=1e-6
@@ -200,8 +198,8 @@ def test_resume_after_a_crash_redoes_only_the_unfinished_image(dataset: Path, ru
     torn = lines[pair_rows[1]][:200]
     kept = [line for i, line in enumerate(lines) if i != pair_rows[1]]
     (crashed / MANIFEST).write_text("".join([*kept, lines[1], torn]))
-    with ManifestWriter(crashed) as writer:  # opening repairs the file
-        assert "pair/two_faces.png" not in writer.done and writer.faces == 4
+    with ManifestWriter(crashed, FaceEntry) as writer:  # opening repairs the file
+        assert "pair/two_faces.png" not in writer.done and writer.rows == 4
     summary = preprocess(compose_cfg(dataset, crashed, "workers=1"))
     assert summary["done"] == 1 and summary["skipped_already_done"] == 7
     assert (crashed / MANIFEST).read_text() == (out / MANIFEST).read_text()
@@ -226,7 +224,7 @@ def test_a_folder_made_with_other_settings_is_not_resumed(dataset: Path, run_one
 
 
 def test_read_manifest_names_the_command_when_missing(tmp_path: Path) -> None:
-    with pytest.raises(DeidError, match="python -m ciagan.preprocess"):
+    with pytest.raises(DeidError, match="python -m deid.prep.faces"):
         read_manifest(tmp_path)
 
 
@@ -247,7 +245,7 @@ def test_command_line_fails_in_one_line_on_a_missing_folder(tmp_path: Path) -> N
         [
             sys.executable,
             "-m",
-            "ciagan.preprocess",
+            "deid.prep.faces",
             "data=image_folder",
             f"data.root={tmp_path / 'nowhere'}",
             f"out={tmp_path / 'out'}",
@@ -280,8 +278,11 @@ def test_large_photos_are_searched_shrunk_and_cropped_at_full_size(dataset: Path
 
 def test_a_second_run_on_the_same_folder_is_refused(dataset: Path, tmp_path: Path) -> None:
     busy = tmp_path / "busy"
-    with ManifestWriter(busy), pytest.raises(DeidError, match="another preprocessing run"):
+    with (
+        ManifestWriter(busy, FaceEntry),
+        pytest.raises(DeidError, match="another preprocessing run"),
+    ):
         preprocess(compose_cfg(dataset, busy, "workers=1"))
     assert not (busy / "settings.json").exists()  # refused before touching anything
-    with ManifestWriter(tmp_path / "busy") as writer:  # released when the first one closed
-        assert writer.faces == 0
+    with ManifestWriter(tmp_path / "busy", FaceEntry) as writer:  # released when the first closed
+        assert writer.rows == 0
