@@ -313,27 +313,45 @@ class OfficialCheckpoint:
         return payload
 
     # -------------------------------------------------------------- data
-    def _storage(self, ref: StorageRef) -> torch.Tensor:
-        if ref.key not in self._cache:
-            nbytes = ref.numel * torch.empty((), dtype=ref.dtype).element_size()
+    def _read_storage(self, ref: StorageRef) -> torch.Tensor:
+        """The storage's bytes as a 1-D tensor, read straight into one buffer (no extra copy)."""
+        nbytes = ref.numel * torch.empty((), dtype=ref.dtype).element_size()
+        if nbytes == 0:
+            return torch.empty(0, dtype=ref.dtype)
+        buffer = bytearray(nbytes)
+        view, filled = memoryview(buffer), 0
+        if self._zip is not None:
+            handle: Any = self._zip.open(f"{self._prefix}data/{ref.key}")
+        else:
+            assert self._file is not None
+            handle = self._file
+            handle.seek(self._offsets[ref.key])
+        try:
+            while filled < nbytes:
+                count = handle.readinto(view[filled:])
+                if not count:
+                    raise BadInputError(self.path, f"storage {ref.key} is truncated")
+                filled += count
+        finally:
             if self._zip is not None:
-                raw = self._zip.read(f"{self._prefix}data/{ref.key}")
-            else:
-                assert self._file is not None
-                self._file.seek(self._offsets[ref.key])
-                raw = self._file.read(nbytes)
-            if len(raw) < nbytes:
-                raise BadInputError(self.path, f"storage {ref.key} is truncated")
-            if nbytes == 0:
-                self._cache[ref.key] = torch.empty(0, dtype=ref.dtype)
-            else:
-                self._cache[ref.key] = torch.frombuffer(bytearray(raw[:nbytes]), dtype=ref.dtype)
-        return self._cache[ref.key]
+                handle.close()
+        return torch.frombuffer(buffer, dtype=ref.dtype)
 
     def materialize(self, value: Any) -> Any:
-        """LazyTensor -> a real contiguous tensor; containers are walked; others returned."""
+        """LazyTensor -> a real contiguous tensor; containers are walked; others returned.
+
+        A tensor that is its whole storage (the usual case) is returned without a copy;
+        storages shared by several tensors are read once and kept until `close`.
+        """
         if isinstance(value, LazyTensor):
-            base = self._storage(value.storage)
+            ref = value.storage
+            whole = value.offset == 0 and value.numel() == ref.numel
+            contiguous = torch.empty(value.size, device="meta").stride() == value.stride
+            if whole and contiguous and ref.key not in self._cache:
+                return self._read_storage(ref).view(value.size)
+            if ref.key not in self._cache:
+                self._cache[ref.key] = self._read_storage(ref)
+            base = self._cache[ref.key]
             return torch.as_strided(base, value.size, value.stride, value.offset).clone()
         if isinstance(value, dict):
             return type(value)((k, self.materialize(v)) for k, v in value.items())
