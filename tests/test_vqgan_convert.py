@@ -246,6 +246,25 @@ def test_class_references_become_inert_placeholders(official) -> None:
         assert torch.equal(ckpt.materialize(weight), official.gpt.tok_emb.weight)
 
 
+def test_classes_that_no_longer_exist_are_read_without_importing(tmp_path: Path) -> None:
+    """Lightning 1.0 class paths are gone from Lightning 2; the reader never imports them."""
+    module = types.ModuleType("pytorch_lightning.callbacks.gone_in_v2")
+
+    class OldCallback:
+        pass
+
+    OldCallback.__module__ = module.__name__
+    module.OldCallback = OldCallback
+    ckpt = tmp_path / "old.ckpt"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(sys.modules, module.__name__, module)
+        torch.save({"callbacks": {OldCallback: {"k": 1}}, "state_dict": {"w": torch.ones(1)}}, ckpt)
+    with OfficialCheckpoint(ckpt) as read:
+        (key,) = read.payload["callbacks"]
+        assert key.qualname == "pytorch_lightning.callbacks.gone_in_v2.OldCallback"
+    assert module.__name__ not in sys.modules
+
+
 def test_wrong_shape_is_a_clear_error(official, tmp_path: Path) -> None:
     with OfficialCheckpoint(official.ckpt) as ckpt:
         state = ckpt.materialize(ckpt.payload["state_dict"])

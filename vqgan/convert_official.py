@@ -255,9 +255,9 @@ def convert(
             sd, ignored = dict(payload), []
         else:
             raise ConversionError(f"{ckpt_path}: no state_dict in the checkpoint")
+        dropped = [str(k) for k, v in sd.items() if not isinstance(v, LazyTensor)]
         sd = {str(k): v for k, v in sd.items() if isinstance(v, LazyTensor)}
         parts: dict[str, tuple[Any, Any, dict[str, Any]]] = {}
-        dropped: list[str] = []
         if any(k.startswith("transformer.") for k in sd):
             for name, prefix in TRANSFORMER_PREFIXES.items():
                 part = _strip(sd, prefix)

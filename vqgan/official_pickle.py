@@ -101,6 +101,9 @@ class Placeholder:
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         pass
 
+    def __call__(self, *args: Any, **kwargs: Any) -> Placeholder:
+        return type(self)(*args, **kwargs)  # "calling" an inert object gives another one
+
     def __setstate__(self, state: Any) -> None:
         self.__dict__["state"] = state
 
@@ -191,6 +194,7 @@ _TORCH_REBUILDERS: dict[tuple[str, str], Callable[..., Any]] = {
     ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
     ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter,
     ("collections", "OrderedDict"): OrderedDict,
+    ("torch", "Size"): torch.Size,
 }
 
 

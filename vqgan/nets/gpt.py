@@ -164,12 +164,14 @@ class GPT(nn.Module):
     ) -> KVCache:
         """An empty cache for `batch` sequences of up to `max_len` (default block_size) tokens."""
         max_len = self.config.block_size if max_len is None else max_len
-        weight = self.pos_emb
         heads, width = self.config.n_head, self.config.n_embd // self.config.n_head
+        like = {"dtype": dtype or self.pos_emb.dtype, "device": self.pos_emb.device}
         shape = (batch, heads, max_len, width)
-        make = lambda: torch.empty(shape, dtype=dtype or weight.dtype, device=weight.device)  # noqa: E731
         layers = range(self.config.n_layer)
-        return KVCache([make() for _ in layers], [make() for _ in layers])
+        return KVCache(
+            [torch.empty(shape, **like) for _ in layers],
+            [torch.empty(shape, **like) for _ in layers],
+        )
 
     def forward_with_cache(
         self, idx: Tensor, cache: KVCache, *, last_only: bool = False
