@@ -10,7 +10,8 @@ condition tokens, top-k 100, temperature 1. A 256x256 person is a 16x16 latent g
 
 The reference does one full 511-token forward per token (~20 minutes per 256x256 person on
 2 CPU cores), so it is timed over `--ref-tokens` tokens and extrapolated to the whole grid:
-every one of its steps costs the same forward, so the extrapolation is linear. The fast
+every one of its steps costs the same forward, so the extrapolation is linear (one
+untimed warm-up token first: the first forward of a process is slower). The fast
 sampler is timed over the whole grid, for one person, and for `--batch` persons sampled
 together (same grid size; one seed each) on the first shape. The tokens the reference drew are compared with the
 fast sampler's first tokens (same seed): they must be identical. The largest logit
@@ -96,6 +97,7 @@ def main() -> None:
         )
         cond = cond.to(args.device)
         n = height * width
+        sample_reference(model, cond[:1], seeds=[0], max_tokens=1)  # warm-up, not timed
         start = time.perf_counter()
         reference = sample_reference(model, cond[:1], seeds=[0], max_tokens=args.ref_tokens)
         ref_rate = args.ref_tokens / (time.perf_counter() - start)
