@@ -254,6 +254,7 @@ def test_classes_that_no_longer_exist_are_read_without_importing(tmp_path: Path)
         pass
 
     OldCallback.__module__ = module.__name__
+    OldCallback.__qualname__ = "OldCallback"
     module.OldCallback = OldCallback
     ckpt = tmp_path / "old.ckpt"
     with pytest.MonkeyPatch.context() as mp:
