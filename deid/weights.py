@@ -215,6 +215,17 @@ REGISTRY: dict[str, WeightSpec] = {
             "IMAGENET1K_V1), e.g. from a machine with internet's ~/.cache/torch/hub/checkpoints",
         ),
         WeightSpec(
+            name="vgg16_imagenet",
+            description="torchvision VGG16 IMAGENET1K_V1 (the trunk of LPIPS-VGG)",
+            filename="vgg16-397923af.pth",
+            sha256="397923af8e79cdbb6a7127f12361acd7a2f83e06b05044ddf496e83de57a5bf0",
+            url="https://download.pytorch.org/models/vgg16-397923af.pth",
+            foreign_dirs=(TORCH_HUB,),
+            how_to_get="user-supplied: torchvision's vgg16-397923af.pth (VGG16_Weights."
+            "IMAGENET1K_V1, 553,433,881 bytes), e.g. from a machine with internet's "
+            "~/.cache/torch/hub/checkpoints",
+        ),
+        WeightSpec(
             name="deeplabv3",
             description="torchvision DeepLabV3 ResNet-50, COCO with VOC labels (person = 15)",
             filename="deeplabv3_resnet50_coco-cd0a2569.pth",
