@@ -173,3 +173,41 @@ def test_face_selection_rules() -> None:
     assert largest_face([centred, big_corner]) is big_corner
     assert center_weighted_face([centred, big_corner], (200, 200, 3)) is centred
     assert center_weighted_face([], (200, 200)) is None and largest_face([]) is None
+
+
+def test_mtcnn_matches_facenet_pytorch_detect_face(astronaut: np.ndarray, demo_root) -> None:
+    """Our cascade (own nets, fast pooling and crops) against facenet-pytorch's own
+    `detect_face` on the same weights: the same faces in every image, boxes and scores equal
+    to 1e-3 in almost all; where a tie in facenet's (torchvision's, unstable) NMS order keeps
+    another first-stage candidate, the final box still overlaps by IoU > 0.8."""
+    import torch
+    from facenet_pytorch.models.mtcnn import ONet, PNet, RNet
+    from facenet_pytorch.models.utils.detect_face import detect_face
+
+    from deid.anonymizers.tracking import iou
+    from deid.faces.detectors.mtcnn import MtcnnDetector
+    from deid.media import read_image
+    from deid.weights import resolve
+
+    folder = resolve("mtcnn").parent
+    nets = []
+    for cls, name in ((PNet, "pnet.pt"), (RNet, "rnet.pt"), (ONet, "onet.pt")):
+        net = cls(pretrained=False)
+        net.load_state_dict(torch.load(folder / name, weights_only=True))
+        nets.append(net.eval())
+    photos = [read_image(p) for p in sorted(demo_root.glob("val/*/*.jpg"))[:12]]
+    ours = MtcnnDetector()
+    exact = 0
+    for image in [astronaut, *photos]:
+        with torch.inference_mode():
+            boxes, points = detect_face(
+                image[None].copy(), 20, *nets, [0.6, 0.7, 0.7], 0.709, "cpu"
+            )
+        expected = np.asarray(boxes[0], dtype=object).astype(float).reshape(-1, 5)
+        found = ours.detect(image)
+        assert len(found) == len(expected)
+        got = np.array(sorted(f.box + (f.score,) for f in found)).reshape(-1, 5)
+        want = expected[np.lexsort(expected[:, :4].T[::-1])]
+        exact += bool(np.allclose(got, want, atol=1e-3))
+        assert all(iou(a[:4], b[:4]) > 0.8 for a, b in zip(got, want, strict=True))
+    assert exact >= 12  # of 13

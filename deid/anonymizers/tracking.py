@@ -32,8 +32,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
-from scipy.signal import savgol_filter
 
 from deid.faces.types import Face
 
@@ -103,6 +101,8 @@ def _match(cost: np.ndarray, allowed: np.ndarray) -> list[tuple[int, int]]:
     """Hungarian matching on `cost` (lower is better, allowed entries negative), allowed only."""
     if cost.size == 0 or not allowed.any():
         return []
+    from scipy.optimize import linear_sum_assignment  # scipy loads in ~0.7 s: only for videos
+
     rows, cols = linear_sum_assignment(np.where(allowed, cost, 0.0))
     return [(int(r), int(c)) for r, c in zip(rows, cols, strict=True) if allowed[r, c]]
 
@@ -230,6 +230,8 @@ def _smooth(series: np.ndarray, window: int, polyorder: int) -> np.ndarray:
     w = min(window, n if n % 2 else n - 1)
     if w < 3 or w <= polyorder:
         return series.copy()
+    from scipy.signal import savgol_filter
+
     return savgol_filter(series, w, polyorder, axis=0, mode="interp")
 
 

@@ -47,7 +47,7 @@ def build_detector(name: str, **options: Any) -> FaceDetector:
 
 
 def build_detector_spec(spec: Mapping[str, Any]) -> FaceDetector:
-    """A detector from a config mapping: `{name, <its options>, tile?, tile_overlap?, scale?}`
+    """A detector from a config mapping: `{name, <its options>, tile?, tile_overlap?, whole_image?, scale?}`
     for one detector (tiled and/or downscaled), or `{members: [spec, ...]}` for a union whose
     members may carry `every: k` (run on every k-th video frame only)."""
     from deid.faces.detectors.compose import ScaledDetector, TiledDetector, UnionDetector
@@ -68,11 +68,12 @@ def build_detector_spec(spec: Mapping[str, Any]) -> FaceDetector:
     name = str(options.pop("name"))
     tile = options.pop("tile", None)
     overlap = float(options.pop("tile_overlap", 0.25))
+    whole = bool(options.pop("whole_image", True))
     scale = options.pop("scale", None)
     options.pop("every", None)
     detector = build_detector(name, **options)
     if tile:
-        detector = TiledDetector(detector, int(tile), overlap)
+        detector = TiledDetector(detector, int(tile), overlap, whole)
     if scale not in (None, 1):
         detector = ScaledDetector(detector, float(scale))
     return detector

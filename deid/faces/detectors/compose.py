@@ -96,9 +96,12 @@ def tile_grid(
 
 
 class TiledDetector(FaceDetector):
-    """`base` on the whole image plus overlapping `tile` x `tile` crops; boxes merged."""
+    """`base` on the whole image (unless `whole=False`) plus overlapping `tile` x `tile` crops;
+    boxes merged."""
 
-    def __init__(self, base: FaceDetector, tile: int = 384, overlap: float = 0.25) -> None:
+    def __init__(
+        self, base: FaceDetector, tile: int = 384, overlap: float = 0.25, whole: bool = True
+    ) -> None:
         if tile < 32:
             raise ValueError(f"tile must be at least 32 px, got {tile}")
         if not 0.0 <= overlap < 1.0:
@@ -106,14 +109,16 @@ class TiledDetector(FaceDetector):
         self.base = base
         self.tile = int(tile)
         self.overlap = float(overlap)
-        self.name = f"{base.name}[tiles {self.tile}]"
+        self.whole = bool(whole)
+        self.name = f"{base.name}[{'' if whole else 'only '}tiles {self.tile}]"
         self.score_threshold = base.score_threshold
 
     def detect(self, image: np.ndarray) -> list[Face]:
         image = check_rgb_image(image)
         height, width = image.shape[:2]
-        faces = list(self.base.detect(image))
-        for x0, y0, x1, y1 in tile_grid(width, height, self.tile, self.overlap):
+        grid = tile_grid(width, height, self.tile, self.overlap)
+        faces = list(self.base.detect(image)) if self.whole or not grid else []
+        for x0, y0, x1, y1 in grid:
             crop = np.ascontiguousarray(image[y0:y1, x0:x1])
             faces += [shifted(face, x0, y0) for face in self.base.detect(crop)]
         return self._keep(merge_enclosing(faces))

@@ -52,9 +52,9 @@ def detector_spec(value: Any) -> dict[str, Any]:
 
 
 def detector_label(spec: dict[str, Any]) -> str:
-    """`mediapipe+mtcnn` for a union, the name for one detector."""
+    """`mediapipe+mtcnn` for a union (each model named once), the name for one detector."""
     if "members" in spec:
-        return "+".join(str(m.get("name")) for m in spec["members"])
+        return "+".join(dict.fromkeys(str(m.get("name")) for m in spec["members"]))
     return str(spec.get("name"))
 
 
