@@ -2,7 +2,8 @@
 
 Pass 1 reads every frame and keeps only its faces (boxes, + 68 landmarks for landmark
 methods), never the frames; detection runs on `workers` threads (each with its own models;
-dlib, MediaPipe and torch release the GIL), so both cores work. `track_video` then links faces
+dlib, MediaPipe and torch release the GIL), so both cores work, and so does pass 2's
+anonymization (results written in frame order). `track_video` then links faces
 into tracks, smooths boxes and landmarks over time (Savitzky-Golay), fills gaps of up to
 `max_gap` frames where the detector missed a tracked face, and, when the detector looks at
 every k-th frame only (`--detect-every`, or a union member's `every`), holds each track k-1
@@ -24,7 +25,7 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -43,6 +44,7 @@ from deid.media import VideoReader, VideoWriter, find_ffmpeg, has_audio
 from deid.media.ffmpeg import video_codec
 
 Item = TypeVar("Item")
+Result = TypeVar("Result")
 H264_CONTAINERS = (".mp4", ".m4v", ".mov")
 MAX_BITRATE_RATIO = 1.4  # H.264 output capped at this multiple of the source's bitrate
 
@@ -113,26 +115,35 @@ def _bar(pipeline: Pipeline, items: Iterable[Item], total: int | None, desc: str
     )
 
 
+def ordered_map(
+    pipeline: Pipeline, work: Callable[[int, Item], Result], items: Iterable[Item]
+) -> Iterator[Result]:
+    """`work(index, item)` for every item on the run's worker threads (each with its own
+    perception models), results in input order; torch gets cores / workers threads meanwhile.
+    Without a perception factory (injected detector) everything runs on this thread."""
+    workers = worker_count(pipeline.settings.workers) if pipeline.make_perception else 1
+    if workers == 1:
+        yield from (work(index, item) for index, item in enumerate(items))
+        return
+    pending: deque[Future[Result]] = deque()
+    cores = max(1, (os.cpu_count() or 1) // workers)
+    with _torch_threads(cores), ThreadPoolExecutor(workers, "deid-frames") as pool:
+        for index, item in enumerate(items):
+            pending.append(pool.submit(work, index, item))
+            while len(pending) > 2 * workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
 def detect_faces(pipeline: Pipeline, reader: VideoReader, label: str) -> list[list[Face]]:
     """Pass 1: the faces of every frame, detected on worker threads."""
-    workers = worker_count(pipeline.settings.workers) if pipeline.make_perception else 1
     frames = _bar(pipeline, prefetch(reader), reader.frame_count, f"{label} [1/2 faces]")
-    if workers == 1:
-        return [pipeline.perception.faces(frame, i) for i, frame in enumerate(frames)]
 
     def detect(index: int, frame: np.ndarray) -> list[Face]:
         return pipeline.thread_perception().faces(frame, index)
 
-    results: list[list[Face]] = []
-    pending: deque[Future[list[Face]]] = deque()
-    cores = max(1, (os.cpu_count() or 1) // workers)
-    with _torch_threads(cores), ThreadPoolExecutor(workers, "deid-detect") as pool:
-        for index, frame in enumerate(frames):
-            pending.append(pool.submit(detect, index, frame))
-            while len(pending) > 2 * workers:
-                results.append(pending.popleft().result())
-        results += [future.result() for future in pending]
-    return results
+    return list(ordered_map(pipeline, detect, frames))
 
 
 def _audio_source(pipeline: Pipeline, job: Job) -> str | None:
@@ -193,26 +204,31 @@ def process_video(pipeline: Pipeline, job: Job, record: FileRecord) -> list[list
         identities: dict[str, int] = {}
         results: list[FrameResult] = []
         frames = _bar(pipeline, prefetch(reader), len(tracked), f"{job.rel} [2/2 anonymize]")
-        with _writer(pipeline, job, reader) as writer:
-            for index, frame in enumerate(frames):
-                if index >= len(tracked):
-                    raise RuntimeError(
-                        f"the second read gave more than the {len(tracked)} frames of the first; "
-                        "not writing frames whose faces were never detected"
-                    )
-                faces = tracked[index]
-                ids = None
-                if assigner is not None:
-                    ids = [assigner.identity(t.track_id) for t in faces]
-                    identities.update({str(t.track_id): i for t, i in zip(faces, ids, strict=True)})
-                result = pipeline.frames(
-                    frame,
-                    [t.face for t in faces],
-                    ids,
-                    pipeline.perception.person_mask(frame),
-                    seed=pipeline.frame_seed(job.rel, index),
+
+        def anonymize(index: int, frame: np.ndarray) -> FrameResult:
+            if index >= len(tracked):
+                raise RuntimeError(
+                    f"the second read gave more than the {len(tracked)} frames of the first; "
+                    "not writing frames whose faces were never detected"
                 )
+            faces = tracked[index]
+            ids = None if assigner is None else [assigner.identity(t.track_id) for t in faces]
+            return pipeline.frames(
+                frame,
+                [t.face for t in faces],
+                ids,
+                pipeline.thread_perception().person_mask(frame),
+                seed=pipeline.frame_seed(job.rel, index),
+            )
+
+        with _writer(pipeline, job, reader) as writer:
+            for index, result in enumerate(ordered_map(pipeline, anonymize, frames)):
                 writer.write(result.image)
+                faces = tracked[index]
+                if assigner is not None:
+                    identities.update(
+                        {str(t.track_id): assigner.identity(t.track_id) for t in faces}
+                    )
                 if pipeline.auditor is not None:
                     results.append(
                         FrameResult(image=np.empty(0), regions=result.regions, mask=result.mask)
