@@ -51,7 +51,7 @@ class ImageAnonymizer:
         cfg = _config(method, ckpt, {"in": _MEMORY, "out": _MEMORY, **options})
         self.settings = AnonymizeSettings.from_config(cfg)
         self.method = build_method(cfg)
-        self.pipeline, self.recorded = build_pipeline(cfg, self.settings, self.method)
+        self.pipeline, self.recorded = build_pipeline(self.settings, self.method)
         self.camera = self.settings.camera or "python-api"
         self._count = 0
 

@@ -51,6 +51,7 @@ class AuditReport:
     found: int = 0  # faces the audit detector found in the original
     covered: int = 0  # of those, inside an anonymized region
     compared: int = 0  # of those, large enough to compare with FaceNet
+    closest: float | None = None  # the smallest output-to-source distance of those compared
     missed: list[dict[str, Any]] = field(default_factory=list)
     matching: list[dict[str, Any]] = field(default_factory=list)
 
@@ -62,6 +63,10 @@ class AuditReport:
         self.found += other.found
         self.covered += other.covered
         self.compared += other.compared
+        if other.closest is not None:
+            self.closest = (
+                other.closest if self.closest is None else min(self.closest, other.closest)
+            )
         self.missed += other.missed
         self.matching += other.matching
 
@@ -72,6 +77,7 @@ class AuditReport:
             "missed": len(self.missed),
             "still_matching": len(self.matching),
             "compared": self.compared,
+            "closest": None if self.closest is None else round(self.closest, 4),
             "missed_faces": self.missed,
             "matching_faces": self.matching,
         }
@@ -134,6 +140,7 @@ class Auditor:
             before, after = vectors[: len(large)], vectors[len(large) :]
             distances = ((before - after) ** 2).sum(axis=1)
             report.compared = len(large)
+            report.closest = float(distances.min())
             report.matching += [
                 {**where, **_describe(face), "distance": round(float(d), 4)}
                 for face, d in zip(large, distances, strict=True)

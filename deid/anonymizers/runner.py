@@ -89,7 +89,7 @@ def build_detector(spec: dict[str, Any], settings: AnonymizeSettings) -> FaceDet
 
 
 def _identity_policy(
-    cfg: DictConfig, settings: AnonymizeSettings, method: Anonymizer
+    settings: AnonymizeSettings, method: Anonymizer
 ) -> tuple[IdentityPolicy, dict[str, Any]]:
     key_value = settings.key if settings.key is not None else os.environ.get("DEID_KEY")
     key = load_secret_key(key_value)
@@ -148,7 +148,6 @@ def _auditor(settings: AnonymizeSettings, used: set[str]) -> tuple[Any, str]:
 
 
 def build_pipeline(
-    cfg: DictConfig,
     settings: AnonymizeSettings,
     method: Anonymizer,
     detector: FaceDetector | None = None,
@@ -175,7 +174,7 @@ def build_pipeline(
         return Perception(found, landmarks, segmenter)
 
     perception = make_perception(detector)
-    identities, identity_info = _identity_policy(cfg, settings, method)
+    identities, identity_info = _identity_policy(settings, method)
     used = spec_names(settings.detector)
     auditor = audit_label = linker = None
     if settings.audit.enabled:
@@ -322,7 +321,7 @@ def anonymize(
     plan = plan_jobs(settings.inputs, settings.output)
     check_outputs_writable(plan)
     method = anonymizer if anonymizer is not None else build_method(cfg)
-    pipeline, recorded = build_pipeline(cfg, settings, method, detector)
+    pipeline, recorded = build_pipeline(settings, method, detector)
     recorded["config"] = redacted_config(cfg)
     fingerprint = _fingerprint(cfg, settings, pipeline)
     earlier = {} if settings.overwrite else completed_outputs(plan.summary, fingerprint)

@@ -83,6 +83,7 @@ class FileRecord:
                 found=int(audit.get("found", 0)),
                 covered=int(audit.get("covered", 0)),
                 compared=int(audit.get("compared", 0)),
+                closest=audit.get("closest"),
                 missed=list(audit.get("missed_faces", [])),
                 matching=list(audit.get("matching_faces", [])),
             )
@@ -116,7 +117,7 @@ class Summary:
                 total.add(record.audit)
         return total
 
-    def counts(self) -> dict[str, int]:
+    def counts(self) -> dict[str, Any]:
         done = [r for r in self.records if r.status == "ok"]
         counts = {
             "files": len(self.records),
@@ -133,6 +134,7 @@ class Summary:
         if self.audit:
             totals = self.audit_totals()
             counts |= {
+                "audit_closest": totals.closest,
                 "audit_found": totals.found,
                 "audit_covered": totals.covered,
                 "audit_missed": len(totals.missed),
@@ -190,6 +192,7 @@ class Summary:
                 f"{self.settings.get('audit_detector', 'the audit detector')}: "
                 f"{c['audit_covered']} covered, {c['audit_missed']} missed, "
                 f"{c['audit_still_matching']} still matching their source"
+                + (f" (closest {c['audit_closest']:.2f})" if c["audit_closest"] is not None else "")
             )
             for record in self.flagged:
                 assert record.audit is not None
