@@ -7,7 +7,9 @@
    an image of the input's size, it runs again face by face on the accumulating result, so one
    bad face does not take the others down with it;
 3. every face set aside or failed gets the fallback (strong blur or black box) on top.
-No face is ever returned untouched because something failed.
+No face is ever returned untouched because something failed. Regions the method covered with
+its own fallback (`last_fallbacks`, see `deid.anonymizers.base.Anonymizer.anonymize`) are
+counted as fallbacks too, after the faces'.
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ class FrameResult:
 
     image: np.ndarray
     anonymized: int = 0  # faces the method processed
-    fallbacks: list[str] = field(default_factory=list)  # one reason per face that fell back
+    # one reason per face that fell back, then one per region the method itself fell back on
+    fallbacks: list[str] = field(default_factory=list)
     fallback_faces: list[int] = field(default_factory=list)  # their indices in `faces`
     regions: list[tuple[int, int, int, int]] = field(default_factory=list)  # boxes replaced
     mask: np.ndarray | None = None  # the person mask a person-mask method replaced
@@ -103,6 +106,13 @@ class FrameAnonymizer:
             raise ValueError(f"{self.method.name} returned {got}, expected {image.shape} uint8")
         return out
 
+    def method_fallbacks(self) -> list[str]:
+        """What the method's latest (one-subject) call covered with its own fallback."""
+        reported = getattr(self.method, "last_fallbacks", None)
+        if not isinstance(reported, list) or len(reported) != 1:
+            return []
+        return [str(reason) for reason in reported[0]]
+
     def __call__(
         self,
         image: np.ndarray,
@@ -129,10 +139,12 @@ class FrameAnonymizer:
 
         result = image
         done: list[int] = []
+        own: list[str] = []
         if good or self.needs_mask:
             try:
                 result = self._run(image, *pick(good), person_mask, seed)
                 done = good
+                own = self.method_fallbacks()
             except Exception as err:  # isolate the face(s) it fails on
                 if len(good) <= 1 or self.needs_mask:
                     failed.update({i: f"{self.method.name} failed: {_one_line(err)}" for i in good})
@@ -157,7 +169,7 @@ class FrameAnonymizer:
         return FrameResult(
             image=result if result is not image else image.copy(),
             anonymized=len(done),
-            fallbacks=[failed[i] for i in order],
+            fallbacks=[failed[i] for i in order] + own,
             fallback_faces=order,
             regions=[box for box in boxes if box is not None],
             mask=mask,
