@@ -8,8 +8,8 @@
    bad face does not take the others down with it;
 3. every face set aside or failed gets the fallback (strong blur or black box) on top.
 No face is ever returned untouched because something failed. Regions the method covered with
-its own fallback (`last_fallbacks`, see `deid.anonymizers.base.Anonymizer.anonymize`) are
-counted as fallbacks too, after the faces'.
+a fallback of its own (`last_fallbacks`, see `deid.anonymizers.base.Anonymizer.anonymize`; e.g.
+a person a body method could not synthesize) are listed apart, in `method_fallbacks`.
 """
 
 from __future__ import annotations
@@ -38,11 +38,12 @@ class FrameResult:
 
     image: np.ndarray
     anonymized: int = 0  # faces the method processed
-    # one reason per face that fell back, then one per region the method itself fell back on
-    fallbacks: list[str] = field(default_factory=list)
+    fallbacks: list[str] = field(default_factory=list)  # one reason per face that fell back
     fallback_faces: list[int] = field(default_factory=list)  # their indices in `faces`
     regions: list[tuple[int, int, int, int]] = field(default_factory=list)  # boxes replaced
     mask: np.ndarray | None = None  # the person mask a person-mask method replaced
+    # one reason per region the method covered with its own fallback (`last_fallbacks`)
+    method_fallbacks: list[str] = field(default_factory=list)
 
 
 def _one_line(err: BaseException) -> str:
@@ -169,8 +170,9 @@ class FrameAnonymizer:
         return FrameResult(
             image=result if result is not image else image.copy(),
             anonymized=len(done),
-            fallbacks=[failed[i] for i in order] + own,
+            fallbacks=[failed[i] for i in order],
             fallback_faces=order,
             regions=[box for box in boxes if box is not None],
             mask=mask,
+            method_fallbacks=own,
         )
