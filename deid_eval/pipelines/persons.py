@@ -365,6 +365,9 @@ def run_bodies(
         "fallback_used": extractor.backbone_name != str(metrics_cfg.backbone),
         **outcome["scores"],
     }
+    counts = getattr(anonymizer, "totals", None)  # a body method's persons synthesized / fell back
+    if isinstance(counts, dict):
+        section["anonymizer_counts"] = dict(counts)
     weights = [BACKBONE_WEIGHTS[extractor.backbone_name]]
     if face_spec is not None:
         weights += provenance.DETECTOR_WEIGHTS[face_spec["name"]]
