@@ -24,9 +24,10 @@ Per image (`Subject`):
 Fails closed: a person that cannot be synthesized (too small, sampling or pasting error) gets
 `fallback` over the same grown, feathered mask (`maskout`: filled with `fallback_fill`;
 `blur`: sigma 1/6 of its region) and is reported in `last_fallbacks` (one list of reasons per
-subject of the latest call), which `deid.anonymizers.frame.FrameAnonymizer` adds to a frame's
-fallbacks, so the anonymize summary counts them and `--strict` fails on them; `totals` counts
-persons, syntheses and fallbacks over the anonymizer's life (for evaluations and benchmarks).
+subject of the latest call), which `deid.anonymizers.frame.FrameAnonymizer` hands on as a
+frame's `method_fallbacks`, so the anonymize summary counts them and `--strict` fails on them;
+`totals` counts persons, syntheses and fallbacks over the anonymizer's life (the bodies suite
+records them in results.json).
 
 Seeds: each person's sampling seed is the identity the caller assigned to the face inside it
 (`subject.identities`, aligned with `subject.faces`; the anonymize command keys these per
