@@ -15,8 +15,8 @@ Per image (`Subject`):
 (iii) faces: those the caller found (`subject.faces`, e.g. the anonymize command's detector
     with its video tracking) plus `face_detector`'s on the ORIGINAL image (dlib CNN, as the
     paper; null: none); each face box grown by `face_expand` is mapped into every synthetic
-    crop it falls in and Gaussian-blurred there, sigma `face_blur` of its longer side (the
-    model draws poor faces, paper Fig. 4);
+    crop it falls in and Gaussian-blurred there, sigma `face_blur` of its longer side, faded in
+    over the box's outer eighth (the model draws poor faces, paper Fig. 4);
 (iv) composition: the synthetic crop replaces the person's ORIGINAL mask grown by `dilate`
     pixels entirely and fades out over `feather` pixels outside it
     (`deid.bodies.persons.paste_synthetic`); every pixel farther away is bit-identical.
@@ -90,6 +90,18 @@ def derived_seed(seed: int, index: int) -> int:
     """The seed of person `index` of an image seeded `seed` (31 bits, stable across runs)."""
     digest = hashlib.sha256(f"vqgan-person:{int(seed)}:{int(index)}".encode()).digest()
     return int.from_bytes(digest[:4], "little") & (SEED_SPACE - 1)
+
+
+def edge_ramp(height: int, width: int, fraction: float = 0.125) -> np.ndarray:
+    """(height, width) weights: 1 inside, falling to 0 at the border over `fraction` of the
+    shorter side (so a blurred face box has no hard edge)."""
+    reach = max(1.0, fraction * min(height, width))
+
+    def ramp(n: int) -> np.ndarray:
+        centres = np.arange(n) + 0.5
+        return np.clip(np.minimum(centres, n - centres) / reach, 0.0, 1.0)
+
+    return np.outer(ramp(height), ramp(width)).astype(np.float32)
 
 
 def box_iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
@@ -347,7 +359,11 @@ class VqganAnonymizer:
             if cx1 - cx0 < 2 or cy1 - cy0 < 2:
                 continue
             pixels = np.ascontiguousarray(out[cy0:cy1, cx0:cx1])
-            out[cy0:cy1, cx0:cx1] = gaussian(pixels, self.face_blur * max(pixels.shape[:2]))
+            blurred = gaussian(pixels, self.face_blur * max(pixels.shape[:2]))
+            weight = edge_ramp(*pixels.shape[:2])[..., None]
+            out[cy0:cy1, cx0:cx1] = np.rint(weight * blurred + (1 - weight) * pixels).astype(
+                np.uint8
+            )
         return out
 
     # ------------------------------------------------------------------ (iv) composition
