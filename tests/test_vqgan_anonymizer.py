@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from test_vqgan_convert import official, taming  # noqa: F401 (fixtures: a taming checkpoint)
 from vqgan_anonymizer_tiny import save_tiny, side_by_side, tiny_bundle
 
 from deid.anonymizers.base import Subject
@@ -23,6 +24,7 @@ from deid.faces import Face, build_detector
 from deid.media import read_image, write_image
 from vqgan import load_checkpoint
 from vqgan.anonymizer import VqganAnonymizer, derived_seed
+from vqgan.convert_official import main as convert_official
 
 DILATE, FEATHER = 3, 4.0
 
@@ -295,3 +297,23 @@ def test_from_checkpoint_reads_bundles_and_lightning_files(tmp_path: Path) -> No
         VqganAnonymizer.from_checkpoint(tmp_path / "garbage.ckpt")
     with pytest.raises(DeidError, match="multiple of 4"):
         VqganAnonymizer.from_checkpoint(path, crop_size=30)
+
+
+def test_a_converted_official_checkpoint_runs_the_pipeline(
+    official,  # noqa: F811
+    astronaut_subject: Subject,
+    tmp_path: Path,
+) -> None:
+    """taming's layout (its own modules' weights, 5 labels), converted, then the pipeline."""
+    out = tmp_path / "coco.pt"
+    assert (
+        convert_official([str(official.ckpt), "--config", str(official.config), "-o", str(out)])
+        == 0
+    )
+    anonymizer = VqganAnonymizer.from_checkpoint(out, face_detector=None, device="cpu")
+    assert anonymizer.name == "vqgan" and anonymizer.synthesizer.num_labels == 5
+    assert anonymizer.crop_size == 16  # the official model's training resolution
+    (output,) = anonymizer.anonymize([astronaut_subject], seeds=[0])
+    assert anonymizer.last_fallbacks == [[]]
+    mask = grow_mask(astronaut_subject.person_mask >= 0.5, DILATE)
+    assert _changed(output, astronaut_subject.image)[mask].mean() > 0.95
