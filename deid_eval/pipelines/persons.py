@@ -5,8 +5,8 @@ by silhouette features (the image cut out by the person's own mask); each image 
 once (seeded by its id) with the union of its person masks (and the masks one by one, for
 methods that use instances) and, for face methods, the faces the configured detector finds in
 the original; each person then gives one query: the anonymized image under the ORIGINAL person
-mask. A de-identification succeeds at k when the query's own
-original is not among its k nearest gallery persons (L2 on L2-normalised features).
+mask. A de-identification succeeds at k when the query's own original is not among its k
+nearest gallery persons (L2 on L2-normalised features).
 """
 
 from __future__ import annotations
