@@ -74,6 +74,7 @@ class ImageAnonymizer:
             "faces_found": len(faces),
             "anonymized": result.anonymized,
             "fallbacks": list(result.fallbacks),
+            "method_fallbacks": list(result.method_fallbacks),
             "boxes": [list(face.box) for face in faces],
         }
         if ids is not None:

@@ -31,6 +31,7 @@ METHOD_ORDER: Final = (
     "ciagan_ablation_faces",
     "gafni2019",
     "vqgan",
+    "vqgan_demo_transformer",
 )
 
 # How the papers name our methods.
@@ -49,7 +50,8 @@ PAPER_LABELS: Final[dict[str, str]] = {
     "ciagan_ablation_classifier": "CIAGAN, classification instead of siamese",
     "ciagan_ablation_faces": "CIAGAN, full faces instead of landmarks",
     "gafni2019": "Gafni et al. 2019",
-    "vqgan": "VQGAN pipeline",
+    "vqgan": "VQGAN pipeline",  # the official COCO-Stuff transformer, converted (the paper's)
+    "vqgan_demo_transformer": "VQGAN pipeline, demo model (64 px)",
 }
 
 # CIAGAN (CVPR 2020) Table 1, CelebA: ablation of the full model. The paper does not name the

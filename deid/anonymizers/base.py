@@ -25,6 +25,9 @@ class Subject:
 
     `faces` are boxes (+ landmarks where the method needs them) in image pixels;
     `person_mask` is an (H, W) float/bool mask of the people to replace (body methods);
+    `person_instances`, when the source knows them (a dataset's annotations), are the persons
+    one by one as (H, W) bool masks, so touching people stay apart (methods that use them say
+    so; others take the union in `person_mask`, which must cover them);
     `identities` is the target identity of each face, aligned with `faces`, for methods with
     identity control (others ignore it); None lets the method choose (e.g. from the seed).
     """
@@ -33,6 +36,7 @@ class Subject:
     faces: list[Face] = field(default_factory=list)
     person_mask: np.ndarray | None = None
     identities: list[int] | None = None
+    person_instances: list[np.ndarray] | None = None
 
 
 @runtime_checkable
@@ -45,7 +49,12 @@ class Anonymizer(Protocol):
     def anonymize(
         self, subjects: Sequence[Subject], seeds: Sequence[int] | None = None
     ) -> list[np.ndarray]:
-        """Return one RGB uint8 image per subject, same size; `seeds[i]` fixes item i's randomness."""
+        """Return one RGB uint8 image per subject, same size; `seeds[i]` fixes item i's randomness.
+
+        A method that covers some region with a fallback of its own (e.g. a person a body
+        method could not synthesize) lists why in `last_fallbacks`: one list of reasons per
+        subject of this call (optional attribute; `FrameAnonymizer` counts them).
+        """
         ...
 
 

@@ -7,7 +7,9 @@
    an image of the input's size, it runs again face by face on the accumulating result, so one
    bad face does not take the others down with it;
 3. every face set aside or failed gets the fallback (strong blur or black box) on top.
-No face is ever returned untouched because something failed.
+No face is ever returned untouched because something failed. Regions the method covered with
+a fallback of its own (`last_fallbacks`, see `deid.anonymizers.base.Anonymizer.anonymize`; e.g.
+a person a body method could not synthesize) are listed apart, in `method_fallbacks`.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ class FrameResult:
     fallback_faces: list[int] = field(default_factory=list)  # their indices in `faces`
     regions: list[tuple[int, int, int, int]] = field(default_factory=list)  # boxes replaced
     mask: np.ndarray | None = None  # the person mask a person-mask method replaced
+    # one reason per region the method covered with its own fallback (`last_fallbacks`)
+    method_fallbacks: list[str] = field(default_factory=list)
 
 
 def _one_line(err: BaseException) -> str:
@@ -103,6 +107,13 @@ class FrameAnonymizer:
             raise ValueError(f"{self.method.name} returned {got}, expected {image.shape} uint8")
         return out
 
+    def method_fallbacks(self) -> list[str]:
+        """What the method's latest (one-subject) call covered with its own fallback."""
+        reported = getattr(self.method, "last_fallbacks", None)
+        if not isinstance(reported, list) or len(reported) != 1:
+            return []
+        return [str(reason) for reason in reported[0]]
+
     def __call__(
         self,
         image: np.ndarray,
@@ -129,10 +140,12 @@ class FrameAnonymizer:
 
         result = image
         done: list[int] = []
+        own: list[str] = []
         if good or self.needs_mask:
             try:
                 result = self._run(image, *pick(good), person_mask, seed)
                 done = good
+                own = self.method_fallbacks()
             except Exception as err:  # isolate the face(s) it fails on
                 if len(good) <= 1 or self.needs_mask:
                     failed.update({i: f"{self.method.name} failed: {_one_line(err)}" for i in good})
@@ -161,4 +174,5 @@ class FrameAnonymizer:
             fallback_faces=order,
             regions=[box for box in boxes if box is not None],
             mask=mask,
+            method_fallbacks=own,
         )

@@ -139,6 +139,7 @@ def process_image(pipeline: Pipeline, job: Job, record: FileRecord) -> None:
     record.faces_found = len(faces)
     record.anonymized = result.anonymized
     record.add_fallbacks(result.fallbacks)
+    record.add_fallbacks(result.method_fallbacks, method=True)
     if ids is not None:
         record.identities = {str(i): v for i, v in enumerate(ids)}
     if pipeline.auditor is not None:

@@ -11,9 +11,9 @@ the temp files a killed run left beside the outputs.
 
 Exit codes: 0 done (also with skipped files or fallbacks, unless strict); 2 a user error
 before anything was processed (bad input path, unwritable output, output onto an input,
-unknown method, missing checkpoint, bad key); 3 `strict=true` and some face fell back, some
-file failed or, with `audit=true`, the audit found a missed or a still matching face (raised
-after every file was processed and the summary written).
+unknown method, missing checkpoint, bad key); 3 `strict=true` and some face (or a region the
+method could not process) fell back, some file failed or, with `audit=true`, the audit found a
+missed or a still matching face (raised after every file was processed and the summary written).
 """
 
 from __future__ import annotations
@@ -280,6 +280,9 @@ def check_strict(summary: Summary, path: Path) -> None:
     if counts["fallbacks"]:
         fallback = summary.settings.get("fallback")
         problems.append(f"{counts['fallbacks']} faces fell back to {fallback}")
+    if counts["method_fallbacks"]:
+        name = summary.settings.get("anonymizer")
+        problems.append(f"{counts['method_fallbacks']} regions {name} could not process fell back")
     if counts["failures"]:
         problems.append(f"{counts['failures']} files failed")
     if summary.audit and counts["audit_missed"]:

@@ -4,7 +4,9 @@ the end.
 Face counts: `faces_found` are detections (every frame of a video), `faces_interpolated` the
 faces tracking added where the detector missed or did not look at a tracked face; each of them
 is either `anonymized` by the chosen method or given the fallback, so
-`faces_found + faces_interpolated == anonymized + fallbacks`.
+`faces_found + faces_interpolated == anonymized + fallbacks`. `method_fallbacks` counts regions
+the method itself covered with a fallback of its own (e.g. persons a body method could not
+synthesize); their reasons join `fallback_reasons`.
 
 The audit counts (with `--audit`): faces the independent audit detector found in the originals,
 how many of them were covered by an anonymized region, missed (not covered), and still matching
@@ -57,13 +59,18 @@ class FileRecord:
     anonymized: int = 0
     fallbacks: int = 0
     fallback_reasons: dict[str, int] = field(default_factory=dict)
+    method_fallbacks: int = 0
     identities: dict[str, int] | None = None  # track (video) / face index (image) -> identity
     audit: AuditReport | None = None
     seconds: float = 0.0
     reused: bool = False  # complete from an earlier run with the same settings: not redone
 
-    def add_fallbacks(self, reasons: list[str]) -> None:
-        self.fallbacks += len(reasons)
+    def add_fallbacks(self, reasons: list[str], method: bool = False) -> None:
+        """Count face fallbacks, or (`method`) regions the method fell back on itself."""
+        if method:
+            self.method_fallbacks += len(reasons)
+        else:
+            self.fallbacks += len(reasons)
         for reason in reasons:
             self.fallback_reasons[reason] = self.fallback_reasons.get(reason, 0) + 1
 
@@ -129,6 +136,7 @@ class Summary:
             "faces_interpolated": sum(r.faces_interpolated for r in done),
             "anonymized": sum(r.anonymized for r in done),
             "fallbacks": sum(r.fallbacks for r in done),
+            "method_fallbacks": sum(r.method_fallbacks for r in done),
             "failures": len(self.failures),
         }
         if self.audit:
@@ -178,6 +186,11 @@ class Summary:
             f"{c['anonymized']} anonymized by {name}, {c['fallbacks']} fell back to "
             f"{self.settings.get('fallback', '?')}",
         ]
+        if c["method_fallbacks"]:
+            lines.append(
+                f"{_n(c['method_fallbacks'], 'region')} {name} could not process got its own "
+                "fallback (reasons in the summary)"
+            )
         if c["reused"]:
             lines.append(
                 f"{_n(c['reused'], 'file')} complete from an earlier run with the same "

@@ -237,6 +237,7 @@ def process_video(pipeline: Pipeline, job: Job, record: FileRecord) -> list[list
                 record.faces_interpolated += sum(t.interpolated for t in faces)
                 record.anonymized += result.anonymized
                 record.add_fallbacks(result.fallbacks)
+                record.add_fallbacks(result.method_fallbacks, method=True)
             if writer.frames_written != len(tracked):
                 raise RuntimeError(
                     f"the second read gave {writer.frames_written} frames, the first "

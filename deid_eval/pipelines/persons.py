@@ -2,10 +2,11 @@
 
 Protocol (protocols.md 5, VQGAN paper Table I): the gallery is every original person described
 by silhouette features (the image cut out by the person's own mask); each image is anonymized
-once (seeded by its id) with the union of its person masks and, for face methods, the faces the
-configured detector finds in the original; each person then gives one query: the anonymized
-image under the ORIGINAL person mask. A de-identification succeeds at k when the query's own
-original is not among its k nearest gallery persons (L2 on L2-normalised features).
+once (seeded by its id) with the union of its person masks (and the masks one by one, for
+methods that use instances) and, for face methods, the faces the configured detector finds in
+the original; each person then gives one query: the anonymized image under the ORIGINAL person
+mask. A de-identification succeeds at k when the query's own original is not among its k
+nearest gallery persons (L2 on L2-normalised features).
 """
 
 from __future__ import annotations
@@ -260,6 +261,7 @@ def evaluate_bodies(setup: BodyEvalSetup) -> dict[str, Any]:
                 image=image,
                 faces=faces[positions[group.image_id]],
                 person_mask=union_mask(person_masks, image.shape),
+                person_instances=person_masks,  # body methods that use instances keep them apart
             )
             for image, group, person_masks in zip(images, chunk, masks, strict=True)
         ]
@@ -363,6 +365,9 @@ def run_bodies(
         "fallback_used": extractor.backbone_name != str(metrics_cfg.backbone),
         **outcome["scores"],
     }
+    counts = getattr(anonymizer, "totals", None)  # a body method's persons synthesized / fell back
+    if isinstance(counts, dict):
+        section["anonymizer_counts"] = dict(counts)
     weights = [BACKBONE_WEIGHTS[extractor.backbone_name]]
     if face_spec is not None:
         weights += provenance.DETECTOR_WEIGHTS[face_spec["name"]]

@@ -260,10 +260,24 @@ def _vqgan_table(runs: list[ReportRun]) -> str | None:
             cells = [f"{ref[k - 1]:.1f}" if k <= len(ref) else _DASH for k in ks]
             rows.append([f"↳ paper{mark}"] + cells)
     backbones = _joined(v for r in scored for v in r.variants("silhouette_reid"))
+    persons = [r.dataset["persons"] for r in scored if "persons" in r.dataset]
     notes = [
-        _dataset_line(scored),
+        _dataset_line(scored) + (f", {_joined(persons)} persons" if persons else ""),
         f"backbone = {backbones} (paper: ImageNet ResNet-50), features on the person silhouette",
     ]
+    sections = {id(r): (r.result.get("metrics") or {}).get("silhouette_knn") or {} for r in scored}
+    if any(section.get("fallback_used") for section in sections.values()):
+        notes.append(
+            "fid_inception is the offline fallback: the ResNet-50 weights were missing "
+            "(`python -m deid.weights list`), so these numbers are not comparable with the paper's"
+        )
+    for run in scored:
+        counts = sections[id(run)].get("anonymizer_counts") or {}
+        if counts.get("fallbacks"):
+            notes.append(
+                f"{run.label}: {counts['fallbacks']} of {counts.get('persons', '?')} persons fell "
+                "back (not synthesized)"
+            )
     footnote = None
     if blurred:
         footnote = "¹ The paper's 'face blurring' row states no kernel size; it is shown beside "
