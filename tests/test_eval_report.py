@@ -56,7 +56,7 @@ def _face_run(method: str, dlib: float, mtcnn: float, casia: list[float], fid: f
 
 RUNS: dict[str, dict[str, Any]] = {
     "original": _face_run("original", 1.0, 1.0, [0.64, 0.8, 0.9], 0.0),
-    "blur9": _face_run("blur9", 0.875, 0.4, [0.572, 0.7, 0.8], 54.5),
+    "blur9_px": _face_run("blur9_px", 0.875, 0.4, [0.572, 0.7, 0.8], 54.5),
     "pixel16": _face_run("pixel16", 0.0, 0.0, [0.2, 0.4, 0.6], 318.4),
     "blackbox": {
         "method": "blackbox",
@@ -116,7 +116,7 @@ def _assert_png(path: Path) -> None:
 
 
 def test_paper_numbers_keyed_by_our_methods():
-    assert paper.CIAGAN_TABLE2["blur9"] == {
+    assert paper.CIAGAN_TABLE2["blur9_px"] == {
         "dlib": 90.6,
         "ssh": 38.6,
         "pnca": 16.9,
@@ -124,15 +124,15 @@ def test_paper_numbers_keyed_by_our_methods():
     }
     assert paper.CIAGAN_TABLE1["ciagan_ablation_classifier"]["fid"] == 63.2
     assert paper.CIAGAN_TABLE3["original"]["casia"] == (0.965, 0.016)
-    assert paper.CIAGAN_TABLE4_FID["blur17"] == 152.03
+    assert paper.CIAGAN_TABLE4_FID["blur17_px"] == 152.03
     assert all(len(row) == 10 for row in paper.VQGAN_TABLE1.values())
-    assert paper.vqgan_table1_row("blur9") == paper.vqgan_table1_row("blur17")
+    assert paper.vqgan_table1_row("blur9_px") == paper.vqgan_table1_row("blur17")
     assert paper.vqgan_table1_row("vqgan")[0] == 35.8
     assert paper.vqgan_table1_row("pixel8") is None
 
 
 def test_result_rows_long_format():
-    rows = result_rows(RUNS["blur9"])
+    rows = result_rows(RUNS["blur9_px"])
     index = {(r["metric"], r["variant"], r["k"]): r for r in rows}
     assert index[("detection_rate", "dlib_hog", None)]["value"] == 0.875
     assert index[("detection_threshold", "mtcnn", None)]["value"] == 0.5
@@ -142,7 +142,7 @@ def test_result_rows_long_format():
     assert index[("kid_mean", "", None)]["unit"] == "score"
     # recall@1 and ks["1"] are the same number: one row, not two
     assert sum(r["metric"] == "reid_recall" and r["k"] == 1 for r in rows) == 2
-    assert {r["method"] for r in rows} == {"blur9"}
+    assert {r["method"] for r in rows} == {"blur9_px"}
     assert {(r["dataset"], r["split"]) for r in rows} == {("demo", "val")}
 
 
@@ -154,7 +154,7 @@ def test_unknown_sections_are_kept_in_rows():
 def test_load_results_accepts_runs_files_and_sweeps(sweep: Path):
     assert len(load_results([sweep])) == len(RUNS)
     one = load_results([sweep / "1", sweep / "1" / "results.json", sweep / "2" / "results.json"])
-    assert [r["method"] for r in one] == ["blur9", "pixel16"]
+    assert [r["method"] for r in one] == ["blur9_px", "pixel16"]
     assert one[0]["_source"].endswith("results.json")
 
 
@@ -175,7 +175,7 @@ def test_merged_report(sweep: Path, tmp_path: Path):
         "unit",
     ]
     assert {r["method"] for r in rows} == set(RUNS)
-    blur = {(r["metric"], r["variant"], r["k"]): r for r in rows if r["method"] == "blur9"}
+    blur = {(r["metric"], r["variant"], r["k"]): r for r in rows if r["method"] == "blur9_px"}
     assert float(blur[("detection_rate", "dlib_hog", "")]["value"]) == 0.875
     assert float(blur[("reid_recall", "facenet_casia", "3")]["value"]) == 0.8
     knn = [r for r in rows if r["metric"] == "silhouette_reid"]
@@ -190,7 +190,7 @@ def test_merged_report(sweep: Path, tmp_path: Path):
     text = (out / "tables.md").read_text()
     assert text == render_tables(load_results([sweep]))
     # Table 2: ours in percent, the paper's number beside it, what was really used said below
-    assert "| blur9 | 87.5 (paper 90.6) | 40.0 (paper 38.6) | 28.6 (paper 16.9) |" in text
+    assert "| blur9_px | 87.5 (paper 90.6) | 40.0 (paper 38.6) | 28.6 (paper 16.9) |" in text
     assert "57.2 (paper 57.2)" in text
     assert "| original | 100.0 (paper 100.0) |" in text
     assert "mtcnn at threshold 0.5" in text and "paper used SSH" in text
