@@ -8,9 +8,11 @@ region is the box grown by 25% (`expand`), which covers forehead and chin; measu
 photos, dlib HOG still found 8/14 pixel16-ed faces with the bare box and 2/14 with 25% more.
 
 Strength is relative to the face, so a photo's resolution does not change what survives:
-- `blur` (the anonymize default): Gaussian sigma = 1/8 of the region's longer side. On 162
-  faces (118 demo photos, the demo group photo and its 4x upscale, 12 video frames) FaceNet
-  squared distance to the source was >= 1.2 for every face of at least 32 px (min 1.26).
+- `blur` (the anonymize default): Gaussian sigma = 1/8 of the region's longer side. Audited
+  on the 118 demo photos, the demo group photo, it upscaled 6x and the demo's moving-faces
+  clip (261 faces), no output face stays within FaceNet squared L2 1.2 of its source (closest
+  1.25), while the paper's fixed 9x9 / 17x17 blurs leave most faces matching
+  (experiments/anonymize_strength/).
 - `blur9`, `blur17`: CIAGAN Table 2's kernels defined at a 128 px face (`reference_face`) and
   scaled with each face; `blur9_px`, `blur17_px` keep them fixed in pixels, as the paper ran
   them on 128 px aligned crops (use these to reproduce its tables).
