@@ -40,7 +40,7 @@ from deid.anonymizers.video import process_video
 from deid.errors import BadInputError, DeidError
 from deid.faces import FaceDetector
 from deid.faces.detectors.named import detector_label, detector_spec, spec_names
-from deid.hydra_entry import instantiate_unwrapped
+from deid.hydra_entry import instantiate_unwrapped, known_names
 
 
 class IncompleteAnonymizationError(DeidError):
@@ -67,9 +67,11 @@ def build_method(cfg: DictConfig) -> Anonymizer:
     spec = cfg.model
     if "path" in spec and OmegaConf.is_interpolation(spec, "path") and cfg.get("ckpt") is None:
         target = str(spec.get("_target_", "")).split(".")[0] or "this method"
+        demos = [n for n in known_names("experiment") if n.startswith(f"{target}_demo")]
+        how = f" (train one: `python train.py experiment={demos[-1]}`)" if demos else ""
         raise DeidError(
-            f"{target} needs a checkpoint: add {option(cfg, 'ckpt', '<run>/checkpoints/last.ckpt')} "
-            f"(train one with `python train.py experiment={target}_demo`)"
+            f"{target} needs a checkpoint: add "
+            f"{option(cfg, 'ckpt', '<run>/checkpoints/last.ckpt')}{how}"
         )
     return instantiate_unwrapped(spec, "anonymizer")
 
