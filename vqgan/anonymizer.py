@@ -58,6 +58,7 @@ from deid.anonymizers.base import (
 )
 from deid.anonymizers.baselines import gaussian
 from deid.anonymizers.frame import mask_coverage
+from deid.anonymizers.tracking import iou
 from deid.bodies.persons import (
     blend_person,
     context_crop,
@@ -102,16 +103,6 @@ def edge_ramp(height: int, width: int, fraction: float = 0.125) -> np.ndarray:
         return np.clip(np.minimum(centres, n - centres) / reach, 0.0, 1.0)
 
     return np.outer(ramp(height), ramp(width)).astype(np.float32)
-
-
-def box_iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
-    width = min(a[2], b[2]) - max(a[0], b[0])
-    height = min(a[3], b[3]) - max(a[1], b[1])
-    if width <= 0 or height <= 0:
-        return 0.0
-    inter = width * height
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 @dataclass
@@ -336,7 +327,7 @@ class VqganAnonymizer:
         """The subject's faces plus the detector's that are not one of them."""
         given = list(subject.faces)
         found = self.detected_faces(subject.image)
-        extra = [f for f in found if all(box_iou(f.box, g.box) < SAME_FACE_IOU for g in given)]
+        extra = [f for f in found if all(iou(f.box, g.box) < SAME_FACE_IOU for g in given)]
         return given + extra
 
     def blur_faces(
