@@ -51,7 +51,7 @@ from deid.bodies.persons import (
     person_region,
 )
 from deid.errors import BadInputError, DeidError
-from deid.faces.align import CropTransform
+from deid.faces.align import CropTransform, RegionCrop
 from deid.media import read_image, write_png_fast
 from deid.prep.manifest import (
     ERROR_FAILURE,
@@ -216,8 +216,9 @@ class BodyCropper:
         self.out_dir = Path(settings.out_dir)
         self._segmenter: Any = None
 
-    def segment(self, image: np.ndarray) -> np.ndarray | None:
-        """The largest person component, if it covers `min_fraction` of the image."""
+    def segment_all(self, image: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
+        """(the largest person component if it covers `min_fraction` of the image, else None;
+        the segmenter's whole hard person mask)."""
         if self._segmenter is None:
             from deid.bodies import build_segmenter
 
@@ -226,10 +227,23 @@ class BodyCropper:
         binary = self._segmenter.segment(image).binary
         components = person_components(binary)
         if not components:
-            return None
+            return None, binary
         largest = max(components, key=lambda m: int(m.sum()))
         needed = max(self.settings.min_area, self.settings.min_fraction * binary.size)
-        return largest if largest.sum() >= needed else None
+        return (largest if largest.sum() >= needed else None), binary
+
+    def segment(self, image: np.ndarray) -> np.ndarray | None:
+        """The largest person component, if it covers `min_fraction` of the image."""
+        return self.segment_all(image)[0]
+
+    # hooks for drivers that write more per person (deid.prep.segmaps: label maps)
+    def start_image(self, task: BodyTask, image: np.ndarray, persons: np.ndarray) -> None:
+        """Called once per image before its persons are cropped; `persons` is the (H, W) bool
+        union of every person found in it (the segmenter's whole mask for segmented images)."""
+
+    def finish_entry(self, entry: BodyEntry, region: RegionCrop, name: str) -> BodyEntry:
+        """The manifest entry of one written person crop (`name`: its file name)."""
+        return entry
 
     def __call__(self, task: BodyTask) -> ImageResult:
         try:
@@ -259,7 +273,7 @@ class BodyCropper:
             return result
         height, width = image.shape[:2]
         if task.persons is None:
-            mask = self.segment(image)
+            mask, everyone = self.segment_all(image)
             if mask is None:
                 name = self.settings.segmenter["name"]
                 failed("no_person", f"{name} on {width}x{height}")
@@ -267,6 +281,11 @@ class BodyCropper:
             people = [(Person(0, task.identity, lambda: mask), mask)]
         else:
             people = [(p, np.asarray(p.load()).astype(bool)) for p in task.persons]
+            everyone = np.zeros((height, width), bool)
+            for _, mask in people:
+                if mask.shape == everyone.shape:
+                    everyone |= mask
+        self.start_image(task, image, everyone)
         for person, mask in people:
             if mask.shape != (height, width):
                 failed(
@@ -283,19 +302,18 @@ class BodyCropper:
             name = f"{task.stem}_{person.index}.png"
             write_png_fast(self.out_dir / "crops" / name, region.crop)
             write_png_fast(self.out_dir / "masks" / name, region.mask)
-            result.entries.append(
-                BodyEntry(
-                    task.source,
-                    person.identity,
-                    task.split,
-                    person.index,
-                    mask_box(mask),
-                    area,
-                    region.transform,
-                    f"crops/{name}",
-                    f"masks/{name}",
-                )
+            entry = BodyEntry(
+                task.source,
+                person.identity,
+                task.split,
+                person.index,
+                mask_box(mask),
+                area,
+                region.transform,
+                f"crops/{name}",
+                f"masks/{name}",
             )
+            result.entries.append(self.finish_entry(entry, region, name))
         return result
 
 
