@@ -19,7 +19,11 @@ from omegaconf import DictConfig
 from deid.training import build, train
 
 ROOT = Path(__file__).resolve().parents[1]
-EXPERIMENTS = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml"))
+# vqgan_* experiments run in tests/test_vqgan_train.py: they need a COCO fixture, tiny sizes for
+# the COCO ones and stage checkpoints for the transformers (it checks that it covers them all)
+EXPERIMENTS = sorted(
+    p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml") if not p.stem.startswith("vqgan_")
+)
 
 
 def _compose(overrides: list[str]) -> DictConfig:

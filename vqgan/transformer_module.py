@@ -235,6 +235,9 @@ class CondTransformerModule(StageModule):
                 top_k=self.sample_config["top_k"],
                 temperature=float(self.sample_config["temperature"]),
             )
+            # the shared table may be larger than the first stage's codebook (taming's COCO
+            # model: 8192 both); tokens it never saw as targets are not decodable
+            tokens = tokens.clamp(max=self.first_stage.config.n_embed - 1)
             rows.append(self.first_stage.decode_indices(tokens))
         self.train(was_training)
         return torch.cat([torch.cat(list(row.clamp(-1, 1)), dim=2) for row in rows], dim=1)

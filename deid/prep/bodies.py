@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -178,7 +179,9 @@ class RleMask:
     def __call__(self) -> np.ndarray:
         from pycocotools import mask as mask_utils
 
-        return mask_utils.decode(self.rle).astype(bool)
+        with warnings.catch_warnings():  # pycocotools' harmless NumPy 2 `copy=` notice
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return mask_utils.decode(self.rle).astype(bool)
 
 
 @dataclass(frozen=True)
