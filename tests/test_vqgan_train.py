@@ -12,10 +12,10 @@ import sys
 from pathlib import Path
 
 import pytest
-import pytorch_lightning as pl
 import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
+from training_helpers import CrashAt, LossRecorder, fit
 from vqgan_tiny import (
     TINY_CONFIG,
     TINY_DATA,
@@ -275,37 +275,6 @@ def test_overfitting_a_tiny_batch_lowers_each_loss(vq_root: Path, tmp_path: Path
 # ---------------------------------------------------------------- resume and checkpoints
 
 
-class LossRecorder(pl.Callback):
-    """Logged values of every step, keyed by the module's own step counter."""
-
-    def __init__(self) -> None:
-        self.logs: dict[int, dict[str, float]] = {}
-        self.first_step: int | None = None
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        if self.first_step is None:
-            self.first_step = pl_module.step
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self.logs[pl_module.step] = {k: float(v) for k, v in pl_module.last_logs.items()}
-
-
-class CrashAt(pl.Callback):
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        if pl_module.step == self.step:
-            raise RuntimeError("simulated crash")
-
-
-def _fit(cfg: DictConfig, *callbacks: pl.Callback, ckpt_path: str | None = None) -> None:
-    pl.seed_everything(0, workers=True)
-    datamodule, module, trainer = build(cfg)
-    trainer.callbacks.extend(callbacks)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
-
-
 @pytest.mark.parametrize(
     ("experiment", "per_step", "extra"),
     [
@@ -337,18 +306,18 @@ def test_kill_and_resume_continues_with_identical_losses(
         *_experiment_overrides(experiment, vq_root),
         *extra,
     ]
-    reference = LossRecorder()
-    _fit(_compose([*common, f"paths.output_dir={tmp_path / 'ref'}"]), reference)
+    reference = LossRecorder("step")
+    fit(_compose([*common, f"paths.output_dir={tmp_path / 'ref'}"]), reference)
     assert sorted(reference.logs) == [1, 2, 3, 4, 5]
     crashed = tmp_path / "crashed"
     with pytest.raises(RuntimeError, match="simulated crash"):
-        _fit(_compose([*common, f"paths.output_dir={crashed}"]), CrashAt(step=3))
+        fit(_compose([*common, f"paths.output_dir={crashed}"]), CrashAt(3, "step"))
     last = crashed / "checkpoints" / "last.ckpt"
     state = torch.load(last, map_location="cpu", weights_only=True)  # loads safely
     assert state["vqgan_step"] == 3 and "deid_config" in state and "deid_vqgan" in state
-    resumed = LossRecorder()
-    _fit(_compose([*common, f"paths.output_dir={tmp_path / 'res'}"]), resumed, ckpt_path=str(last))
-    assert resumed.first_step == 3 and sorted(resumed.logs) == [4, 5]
+    resumed = LossRecorder("step")
+    fit(_compose([*common, f"paths.output_dir={tmp_path / 'res'}"]), resumed, ckpt_path=str(last))
+    assert resumed.first == 3 and sorted(resumed.logs) == [4, 5]
     for step in (4, 5):
         for key, value in reference.logs[step].items():
             assert resumed.logs[step][key] == pytest.approx(value, rel=1e-5, abs=1e-6), key

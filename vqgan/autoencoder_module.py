@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from vqgan import losses
 from vqgan.codebook import CodebookKeeper, CodebookSchedule
-from vqgan.data import onehot
+from vqgan.data import colorize, onehot
 from vqgan.nets import DiscriminatorConfig, NLayerDiscriminator, Quantized, VQAutoencoder, VQConfig
 from vqgan.perceptual import build_perceptual
 from vqgan.stage_module import StageModule, optimizer_config
@@ -286,8 +286,6 @@ class SegmentationVQModule(VQStageModule):
     @torch.no_grad()
     def sample_grid(self, batch: Mapping[str, Tensor]) -> Tensor:
         """[3, H, W] in [-1, 1]: label maps on the top row, their reconstructions below."""
-        from vqgan.callbacks import colorize
-
         was_training = self.training
         self.eval()
         labels = batch["labels"].to(self.device)

@@ -45,6 +45,22 @@ def onehot(labels: Tensor, num_labels: int, dtype: torch.dtype = torch.float32) 
     return torch.nn.functional.one_hot(labels, num_labels).permute(0, 3, 1, 2).to(dtype)
 
 
+def palette(num_labels: int) -> Tensor:
+    """[num_labels, 3] colours in [-1, 1]: 0 (background/unlabeled) black, 1 (person) white,
+    the others fixed pseudo-random colours."""
+    generator = torch.Generator().manual_seed(183)
+    colours = torch.rand((max(num_labels, 2), 3), generator=generator) * 2 - 1
+    colours[0] = -1.0
+    colours[1] = 1.0
+    return colours[:num_labels]
+
+
+def colorize(labels: Tensor, num_labels: int) -> Tensor:
+    """Long label ids [B, H, W] -> colour images [B, 3, H, W] in [-1, 1]."""
+    colours = palette(num_labels).to(labels.device)
+    return colours[labels].permute(0, 3, 1, 2)
+
+
 class SegmapCrops(Dataset):
     """Person crops + label maps + masks of a manifest at `image_size` (module docstring).
 

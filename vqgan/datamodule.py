@@ -2,9 +2,8 @@
 
 One datamodule serves the three VQGAN stages (image autoencoder, segmentation autoencoder,
 transformer): every batch holds `image`, `labels` and `mask` (`vqgan.data.SegmapCrops`); each
-stage reads what it needs. Resumable like CIAGAN's: the loop position is saved in every
-checkpoint and the sampler skips the batches already used, so `last.ckpt` continues with the
-very next batch; DDP sharding is the sampler's (set the trainer's `use_distributed_sampler=False`).
+stage reads what it needs. Resumable (`deid.training.ResumableDataModule`): `last.ckpt`
+continues with the very next batch; DDP sharding is the sampler's.
 """
 
 from __future__ import annotations
@@ -14,21 +13,19 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import pytorch_lightning as pl
 import torch
 from omegaconf import OmegaConf
-from torch.utils.data import DataLoader
 
 from deid.errors import DeidError
 from deid.prep.manifest import MANIFEST, SETTINGS, read_json
 from deid.prep.segmaps import SegmapEntry, read_segmap_manifest
-from deid.sampling import ResumableSampler
+from deid.training import ResumableDataModule
 from vqgan.data import SegmapCrops
 
 log = logging.getLogger("vqgan.data")
 
 
-class VqganDataModule(pl.LightningDataModule):
+class VqganDataModule(ResumableDataModule):
     """Person crops of `manifest_dir` for training; `val_split` crops (if any) for sample grids.
 
     `train_split`: entries of that split (null: every entry not in `val_split`).
@@ -68,8 +65,7 @@ class VqganDataModule(pl.LightningDataModule):
         self.preprocess = dict(preprocess) if preprocess is not None else None
         self.train_set: SegmapCrops | None = None
         self.val_set: SegmapCrops | None = None
-        self._sampler: ResumableSampler | None = None
-        self._resume: dict[str, int] | None = None
+        self.persistent_workers = True
 
     # ------------------------------------------------------------------ data
     def prepare_data(self) -> None:
@@ -142,28 +138,6 @@ class VqganDataModule(pl.LightningDataModule):
             "crop": self.crop(),
         }
 
-    # ------------------------------------------------------------------ loaders
-    def train_dataloader(self) -> DataLoader:
-        self.setup()
-        assert self.train_set is not None
-        rank, world = 0, 1
-        if self.trainer is not None:
-            rank, world = self.trainer.global_rank, self.trainer.world_size
-        self._sampler = ResumableSampler(
-            len(self.train_set), self.batch_size, self.seed, rank=rank, world_size=world
-        )
-        if self._resume is not None:
-            self._sampler.skip_batches(self._resume["batches"], self._resume["epoch"])
-            self._resume = None
-        return DataLoader(
-            self.train_set,
-            batch_size=self.batch_size,
-            sampler=self._sampler,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            pin_memory=torch.cuda.is_available(),
-        )
-
     def sample_batch(self) -> dict[str, torch.Tensor]:
         """A fixed, un-augmented batch for grids: the first `num_samples` crops of the
         validation split (the training split when there is none), one per identity first."""
@@ -181,14 +155,3 @@ class VqganDataModule(pl.LightningDataModule):
         return {
             key: torch.stack([item[key] for item in items]) for key in ("image", "labels", "mask")
         }
-
-    # ------------------------------------------------------------------ resume
-    def state_dict(self) -> dict[str, int]:
-        if self.trainer is None:
-            return {}
-        batches = self.trainer.fit_loop.epoch_loop.batch_progress.current.processed
-        return {"epoch": int(self.trainer.current_epoch), "batches": int(batches)}
-
-    def load_state_dict(self, state_dict: dict[str, int]) -> None:
-        if state_dict:
-            self._resume = {"epoch": state_dict["epoch"], "batches": state_dict["batches"]}

@@ -28,7 +28,7 @@ from deid.errors import DeidError, MissingWeightError
 from deid.sampling import draw_seed
 from vqgan import losses
 from vqgan.checkpoint import load_checkpoint
-from vqgan.data import onehot
+from vqgan.data import colorize, onehot
 from vqgan.nets import GPT, GPTConfig, VQAutoencoder
 from vqgan.stage_module import StageModule, optimizer_config
 
@@ -215,7 +215,6 @@ class CondTransformerModule(StageModule):
     def sample_grid(self, batch: Mapping[str, Tensor]) -> Tensor:
         """[3, H, W] in [-1, 1]; rows: condition | image | its token reconstruction | one row
         per sample seed (image tokens sampled from the condition tokens alone)."""
-        from vqgan.callbacks import colorize
         from vqgan.sampling import sample_fast
 
         was_training = self.training

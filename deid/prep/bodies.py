@@ -399,9 +399,16 @@ def settings_record(cfg: DictConfig, segmented: bool) -> dict[str, Any]:
     }
 
 
-def preprocess_bodies(cfg: DictConfig) -> dict[str, Any]:
-    """Preprocess `cfg.data` into `cfg.out`; returns (and writes to summary.json) the counts
-    (`deid.prep.run`, with `persons` as the noun)."""
+def run_person_crops(
+    cfg: DictConfig,
+    *,
+    entry_type: type,
+    make_worker: Callable[[Any], Callable[[BodyTask], ImageResult]],
+    worker_settings: Any,
+    record: Callable[[DictConfig, bool], dict[str, Any]],
+) -> dict[str, Any]:
+    """One person-crop run over `cfg.data` into `cfg.out` (this driver's, or one that writes
+    more per person: `deid.prep.segmaps`); `record(cfg, segmented)` is settings.json."""
     started = time.perf_counter()
     tasks = build_tasks(cfg)
     if cfg.get("limit") is not None:
@@ -409,14 +416,26 @@ def preprocess_bodies(cfg: DictConfig) -> dict[str, Any]:
     segmented = any(t.persons is None for t in tasks)
     return run_preprocessing(
         cfg,
-        entry_type=BodyEntry,
+        entry_type=entry_type,
         tasks=tasks,
-        make_worker=BodyCropper,
-        worker_settings=body_settings(cfg),
-        settings=settings_record(cfg, segmented),
+        make_worker=make_worker,
+        worker_settings=worker_settings,
+        settings=record(cfg, segmented),
         noun="persons",
         tasks_per_worker=IMAGES_PER_WORKER,
         started=started,
+    )
+
+
+def preprocess_bodies(cfg: DictConfig) -> dict[str, Any]:
+    """Preprocess `cfg.data` into `cfg.out`; returns (and writes to summary.json) the counts
+    (`deid.prep.run`, with `persons` as the noun)."""
+    return run_person_crops(
+        cfg,
+        entry_type=BodyEntry,
+        make_worker=BodyCropper,
+        worker_settings=body_settings(cfg),
+        record=settings_record,
     )
 
 

@@ -23,7 +23,6 @@ label ids). Resumable and parallel like every `deid.prep` driver (`deid.prep.run
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass, fields
 from typing import Any, ClassVar
 
@@ -42,16 +41,15 @@ from deid.errors import DeidError, unknown_name
 from deid.faces.align import RegionCrop, crop
 from deid.media import write_png_fast
 from deid.prep.bodies import (
-    IMAGES_PER_WORKER,
     BodyCropper,
     BodyEntry,
     BodySettings,
     BodyTask,
     body_settings,
-    build_tasks,
+    run_person_crops,
 )
 from deid.prep.manifest import read_entries
-from deid.prep.run import run_from_hydra, run_preprocessing
+from deid.prep.run import run_from_hydra
 
 SETTINGS_VERSION = 1
 LABEL_KINDS = {"person": 2, "cocostuff": NUM_LABELS}  # kind -> number of labels
@@ -145,22 +143,12 @@ def settings_record(cfg: DictConfig, segmented: bool) -> dict[str, Any]:
 
 def preprocess_segmaps(cfg: DictConfig) -> dict[str, Any]:
     """Preprocess `cfg.data` into `cfg.out`; returns (and writes to summary.json) the counts."""
-    started = time.perf_counter()
-    settings = segmap_settings(cfg)
-    tasks = build_tasks(cfg)
-    if cfg.get("limit") is not None:
-        tasks = tasks[: int(cfg.limit)]
-    segmented = any(t.persons is None for t in tasks)
-    return run_preprocessing(
+    return run_person_crops(
         cfg,
         entry_type=SegmapEntry,
-        tasks=tasks,
         make_worker=SegmapCropper,
-        worker_settings=settings,
-        settings=settings_record(cfg, segmented),
-        noun="persons",
-        tasks_per_worker=IMAGES_PER_WORKER,
-        started=started,
+        worker_settings=segmap_settings(cfg),
+        record=settings_record,
     )
 
 
