@@ -185,13 +185,19 @@ def main() -> None:
     ]  # fmt: skip
     if args.full:
         coco = GPTConfig(8192, 512, 32, 16, 1280)
-        cases.append(transformer_case("transformer COCO (32 x 1280, 511 tokens)", coco, 8 if gpu else 1, device))
+        cases.append(
+            transformer_case(
+                "transformer COCO (32 x 1280, 511 tokens)", coco, 8 if gpu else 1, device
+            )
+        )
     name = torch.cuda.get_device_name() if gpu else platform.processor() or platform.machine()
     print(
         f"# VQGAN training steps; {name}, torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads, device {device}"
     )
-    print("| case | params | setting | s / step | units / s | vs eager | GFLOP / step | achieved TFLOP/s |")
+    print(
+        "| case | params | setting | s / step | units / s | vs eager | GFLOP / step | achieved TFLOP/s |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for case in cases:
         baseline, flops = None, 0.0
@@ -199,7 +205,9 @@ def main() -> None:
             try:
                 seconds, counted, params = run(case, setting, args.steps, device)
             except Exception as err:  # a setting this machine cannot run (e.g. no compiler)
-                print(f"| {case.name} | | {setting} | failed: {type(err).__name__}: {str(err)[:60]} |||||")
+                print(
+                    f"| {case.name} | | {setting} | failed: {type(err).__name__}: {str(err)[:60]} |||||"
+                )
                 continue
             flops = counted or flops  # compile: the eager count (same arithmetic)
             baseline = baseline or seconds
