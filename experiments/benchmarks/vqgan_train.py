@@ -8,8 +8,8 @@ then discriminator step): taming's f=16 network (ch 128, ch_mult [1,1,2,2,4], 81
 74M parameters) at 256 px, and the demo network (`vqgan_demo_first`, 3.4M) at 64 px; each
 without the discriminator and perceptual term, and with both (the discriminator active, the
 adaptive weight computed; LPIPS-VGG with random weights: the same FLOPs as the real one).
-Transformer (`CondTransformerModule.token_loss` + AdamW step): the demo transformer (4 x 256,
-127 tokens) and a 12-layer, 768-wide one on 511 tokens by default; `--full` adds taming's
+Transformer (`CondTransformerModule.token_loss` + AdamW step): the demo transformer (2 x 128,
+127 tokens, batch 32) and a 12-layer, 768-wide one on 511 tokens by default; `--full` adds taming's
 COCO size (32 x 1280, 651M parameters; about 10 GB with AdamW). Frozen-stage encoding is not
 included (tokens are given).
 
@@ -54,7 +54,7 @@ DEMO = {
     "attn_resolutions": [8],
     "z_channels": 64,
     "embed_dim": 64,
-    "n_embed": 512,
+    "n_embed": 256,
 }
 
 
@@ -180,7 +180,7 @@ def main() -> None:
         first_stage_case("first stage 256 px (taming f16), + D + LPIPS", TAMING_F16, 256, 4 if gpu else 1, True, device),
         first_stage_case("first stage 64 px (demo), AE only", DEMO, 64, 16, False, device),
         first_stage_case("first stage 64 px (demo), + D + LPIPS", DEMO, 64, 16, True, device),
-        transformer_case("transformer demo (4 x 256, 127 tokens)", GPTConfig(512, 128, 4, 4, 256), 16, device),
+        transformer_case("transformer demo (2 x 128, 127 tokens)", GPTConfig(256, 128, 2, 4, 128), 32, device),
         transformer_case("transformer 12 x 768, 511 tokens", GPTConfig(8192, 512, 12, 12, 768), 8 if gpu else 1, device),
     ]  # fmt: skip
     if args.full:
@@ -214,7 +214,7 @@ def main() -> None:
             rate = case.per_step / seconds
             print(
                 f"| {case.name} | {params / 1e6:.1f}M | {setting} | {seconds:.3f} | "
-                f"{rate:,.1f} {case.unit} | {baseline / seconds:.2f}x | {flops / 1e9:,.1f} | "
+                f"{rate:,.3g} {case.unit} | {baseline / seconds:.2f}x | {flops / 1e9:,.1f} | "
                 f"{flops / seconds / 1e12:.3f} |",
                 flush=True,
             )
