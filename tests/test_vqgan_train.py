@@ -358,6 +358,7 @@ def test_transformer_checkpoint_is_a_complete_bundle(vq_root: Path, tmp_path: Pa
     models = load_checkpoint(path)
     assert models.first_stage is not None and models.cond_stage is not None
     assert models.transformer is not None and models.meta["token_grid"] == [8, 8]
+    assert models.meta["perceptual"] == "none"  # the first stage's, carried over
     state = torch.load(path, map_location="cpu", weights_only=True)
     stage = state["deid_vqgan"]["first_stage"]["state_dict"]
     trained = load_checkpoint(
@@ -424,6 +425,7 @@ def test_two_process_ddp_on_cpu_trains_the_first_stage(vq_root: Path, tmp_path: 
             "trainer=ddp",
             "trainer.accelerator=cpu",
             "trainer.devices=2",
+            "trainer.sync_batchnorm=false",  # the PatchGAN's BatchNorm syncs on GPUs only
             "trainer.precision=32-true",
             "trainer.max_steps=6",
             "logger=csv",

@@ -46,8 +46,9 @@ STAGE_COMMANDS = {
 }
 
 
-def load_stage(path: str | None, stage: str) -> VQAutoencoder:
-    """The `stage` network of the checkpoint at `path`, frozen, in eval mode."""
+def load_stage(path: str | None, stage: str) -> tuple[VQAutoencoder, dict[str, Any]]:
+    """The `stage` network of the checkpoint at `path`, frozen, in eval mode, and the
+    checkpoint's meta (e.g. the first stage's perceptual kind)."""
     if not path:
         raise DeidError(
             f"the transformer needs its {stage.replace('_', ' ')}: add module.{stage}=<run>/"
@@ -59,11 +60,12 @@ def load_stage(path: str | None, stage: str) -> VQAutoencoder:
             f"module.{stage}={path}: no such checkpoint; train it first with "
             f"{STAGE_COMMANDS[stage]}, or pass module.{stage}=<its run>/checkpoints/last.ckpt"
         )
-    network = getattr(load_checkpoint(path, stages=(stage,)), stage)
+    models = load_checkpoint(path, stages=(stage,))
+    network = getattr(models, stage)
     if network is None:
         raise DeidError(f"module.{stage}={path}: that checkpoint holds no {stage}")
     network.requires_grad_(False)
-    return network.eval()
+    return network.eval(), models.meta
 
 
 def param_groups(gpt: GPT, weight_decay: float) -> list[dict[str, Any]]:
@@ -108,8 +110,10 @@ class CondTransformerModule(StageModule):
             image_size, num_labels, batch_size, crop, optimizer_config(ADAMW, optimizer), seed
         )
         self.save_hyperparameters()
-        self.first_stage = load_stage(first_stage, "first_stage")
-        self.cond_stage = load_stage(cond_stage, "cond_stage")
+        self.first_stage, first_meta = load_stage(first_stage, "first_stage")
+        self.cond_stage, _ = load_stage(cond_stage, "cond_stage")
+        # what the first stage was trained with, carried into this checkpoint's bundle
+        self.first_stage_perceptual = str(first_meta.get("perceptual", "unknown"))
         self.pkeep = float(pkeep)
         self.sample_config = {**DEFAULT_SAMPLE, **dict(sample or {})}
         grid, cond_grid = self._grid(self.first_stage), self._grid(self.cond_stage)
@@ -202,6 +206,7 @@ class CondTransformerModule(StageModule):
     def bundle_meta(self) -> dict[str, Any]:
         return {
             **super().bundle_meta(),
+            "perceptual": self.first_stage_perceptual,  # the first stage's training
             "token_grid": list(self.token_grid),
             "pkeep": self.pkeep,
             "sample": {k: self.sample_config[k] for k in ("top_k", "temperature")},
