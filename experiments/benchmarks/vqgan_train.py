@@ -1,7 +1,7 @@
 """VQGAN training speed: first-stage images/s and transformer tokens/s, with FLOPs per step.
 
     .venv/bin/python experiments/benchmarks/vqgan_train.py [--device cpu|cuda]
-        [--settings eager,bf16,bf16_channels_last,compile] [--steps 2] [--full]
+        [--settings eager,bf16,bf16_channels_last,compile] [--steps 2] [--full] [--match TEXT]
 
 First stage (`VQGANModule`, one training step as `training_step` runs it: autoencoder step,
 then discriminator step): taming's f=16 network (ch 128, ch_mult [1,1,2,2,4], 8192 codes,
@@ -172,6 +172,7 @@ def main() -> None:
     parser.add_argument("--settings", default=",".join(DEFAULT_SETTINGS))
     parser.add_argument("--steps", type=int, default=2, help="timed steps per case and setting")
     parser.add_argument("--full", action="store_true", help="add taming's COCO transformer")
+    parser.add_argument("--match", default="", help="only the cases whose name contains this")
     args = parser.parse_args()
     device = args.device
     gpu = device == "cuda"
@@ -190,6 +191,7 @@ def main() -> None:
                 "transformer COCO (32 x 1280, 511 tokens)", coco, 8 if gpu else 1, device
             )
         )
+    cases = [case for case in cases if args.match in case.name]
     name = torch.cuda.get_device_name() if gpu else platform.processor() or platform.machine()
     print(
         f"# VQGAN training steps; {name}, torch {torch.__version__}, "
@@ -212,9 +214,10 @@ def main() -> None:
             flops = counted or flops  # compile: the eager count (same arithmetic)
             baseline = baseline or seconds
             rate = case.per_step / seconds
+            shown = f"{rate:,.0f}" if rate >= 100 else f"{rate:.3g}"
             print(
                 f"| {case.name} | {params / 1e6:.1f}M | {setting} | {seconds:.3f} | "
-                f"{rate:,.3g} {case.unit} | {baseline / seconds:.2f}x | {flops / 1e9:,.1f} | "
+                f"{shown} {case.unit} | {baseline / seconds:.2f}x | {flops / 1e9:,.1f} | "
                 f"{flops / seconds / 1e12:.3f} |",
                 flush=True,
             )
