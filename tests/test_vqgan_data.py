@@ -206,3 +206,36 @@ def test_wrong_number_of_labels_is_a_clear_error(demo_segmaps: Path) -> None:
     dm.setup()
     with pytest.raises(DeidError, match="label 1 but the model has 1 labels"):
         dm.train_set[0]
+
+
+@pytest.mark.parametrize(
+    ("experiment", "standalone"),
+    [
+        ("vqgan_demo_first", []),
+        ("vqgan_coco", ["data.split=train", "labels=cocostuff", "min_area=4096"]),
+    ],
+)
+def test_training_and_the_standalone_command_share_one_folder(
+    experiment: str, standalone: list[str], tmp_path: Path
+) -> None:
+    """What `train.py` preprocesses on first use is what the documented
+    `python -m deid.prep.segmaps ...` makes: one folder, one settings.json."""
+    from hydra import compose, initialize_config_dir
+
+    from deid.prep.segmaps import settings_record
+
+    build_tiny_coco(tmp_path / "coco")
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        train = compose("train", [f"experiment={experiment}", f"paths.data_dir={tmp_path}"])
+        data = "coco_persons" if "coco" in experiment else "demo"
+        alone = compose(
+            "preprocess_segmaps", [f"data={data}", f"paths.data_dir={tmp_path}", *standalone]
+        )
+    triggered = OmegaConf.create(
+        {
+            **OmegaConf.to_container(train.datamodule.preprocess, resolve=True),
+            "out": train.datamodule.manifest_dir,
+        }
+    )
+    assert triggered.out == alone.out
+    assert settings_record(triggered, True) == settings_record(alone, True)
