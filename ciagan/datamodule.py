@@ -27,6 +27,7 @@ from ciagan.data import (
 from deid.errors import DeidError, unknown_name
 from deid.prep.faces import FaceEntry, read_manifest
 from deid.prep.manifest import MANIFEST, SETTINGS, read_json
+from deid.sampling import identities_first
 from deid.training import ResumableDataModule
 
 log = logging.getLogger("ciagan.data")
@@ -184,13 +185,7 @@ class CiaganDataModule(ResumableDataModule):
         self.setup()
         source = self.val_set if self.val_set is not None else self.train_set
         assert source is not None
-        picked: list[int] = []
-        seen: set[str] = set()
-        for index, entry in enumerate(source.entries):
-            if entry.identity not in seen:
-                seen.add(entry.identity)
-                picked.append(index)
-        picked = (picked + [i for i in range(len(source)) if i not in picked])[: self.num_samples]
+        picked = identities_first([e.identity for e in source.entries], self.num_samples)
         faces = [source.load(i) for i in picked]
         return {
             "image": torch.stack([to_image_tensor(f["image"]) for f in faces]),

@@ -19,6 +19,7 @@ from omegaconf import OmegaConf
 from deid.errors import DeidError
 from deid.prep.manifest import MANIFEST, SETTINGS, read_json
 from deid.prep.segmaps import SegmapEntry, read_segmap_manifest
+from deid.sampling import identities_first
 from deid.training import ResumableDataModule
 from vqgan.data import SegmapCrops
 
@@ -144,14 +145,8 @@ class VqganDataModule(ResumableDataModule):
         self.setup()
         source = self.val_set if self.val_set is not None else self.train_set
         assert source is not None
-        picked: list[int] = []
-        seen: set[str] = set()
-        for index, entry in enumerate(source.entries):
-            if entry.identity not in seen:
-                seen.add(entry.identity)
-                picked.append(index)
-        rest = [i for i in range(len(source)) if i not in set(picked)]
-        items = [source[i] for i in (picked + rest)[: self.num_samples]]
+        picked = identities_first([e.identity for e in source.entries], self.num_samples)
+        items = [source[i] for i in picked]
         return {
             key: torch.stack([item[key] for item in items]) for key in ("image", "labels", "mask")
         }
