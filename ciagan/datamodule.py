@@ -12,7 +12,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import pytorch_lightning as pl
 import torch
 from omegaconf import OmegaConf
 from torch.utils.data import DataLoader
@@ -28,14 +27,15 @@ from ciagan.data import (
 from deid.errors import DeidError, unknown_name
 from deid.prep.faces import FaceEntry, read_manifest
 from deid.prep.manifest import MANIFEST, SETTINGS, read_json
-from deid.sampling import ResumableSampler
+from deid.sampling import identities_first
+from deid.training import ResumableDataModule
 
 log = logging.getLogger("ciagan.data")
 ITEM_KINDS = ("triplets", "images")
 DATA_KINDS = ("faces", "bodies")
 
 
-class CiaganDataModule(pl.LightningDataModule):
+class CiaganDataModule(ResumableDataModule):
     """Train/val faces from `manifest_dir`; `items="triplets"` for the GAN, "images" for
     identity pre-training.
 
@@ -89,8 +89,6 @@ class CiaganDataModule(pl.LightningDataModule):
         self.preprocess = dict(preprocess) if preprocess is not None else None
         self.train_set: FaceTriplets | None = None
         self.val_set: FaceImages | None = None
-        self._sampler: ResumableSampler | None = None
-        self._resume: dict[str, int] | None = None
 
     # ------------------------------------------------------------------ data
     def prepare_data(self) -> None:
@@ -170,27 +168,6 @@ class CiaganDataModule(pl.LightningDataModule):
         }
 
     # ------------------------------------------------------------------ loaders
-    def train_dataloader(self) -> DataLoader:
-        self.setup()
-        assert self.train_set is not None
-        rank, world = 0, 1
-        if self.trainer is not None:
-            rank, world = self.trainer.global_rank, self.trainer.world_size
-        self._sampler = ResumableSampler(
-            len(self.train_set), self.batch_size, self.seed, rank=rank, world_size=world
-        )
-        if self._resume is not None:
-            self._sampler.skip_batches(self._resume["batches"], self._resume["epoch"])
-            self._resume = None
-        return DataLoader(
-            self.train_set,
-            batch_size=self.batch_size,
-            sampler=self._sampler,
-            num_workers=self.num_workers,
-            persistent_workers=False,
-            pin_memory=torch.cuda.is_available(),
-        )
-
     def val_dataloader(self) -> DataLoader | list:
         self.setup()
         if self.val_set is None or self.items != "images":
@@ -208,27 +185,10 @@ class CiaganDataModule(pl.LightningDataModule):
         self.setup()
         source = self.val_set if self.val_set is not None else self.train_set
         assert source is not None
-        picked: list[int] = []
-        seen: set[str] = set()
-        for index, entry in enumerate(source.entries):
-            if entry.identity not in seen:
-                seen.add(entry.identity)
-                picked.append(index)
-        picked = (picked + [i for i in range(len(source)) if i not in picked])[: self.num_samples]
+        picked = identities_first([e.identity for e in source.entries], self.num_samples)
         faces = [source.load(i) for i in picked]
         return {
             "image": torch.stack([to_image_tensor(f["image"]) for f in faces]),
             "pose": torch.stack([to_map_tensor(f["pose"]) for f in faces]),
             "mask": torch.stack([to_map_tensor(f["mask"][..., None]) for f in faces]),
         }
-
-    # ------------------------------------------------------------------ resume
-    def state_dict(self) -> dict[str, int]:
-        if self.trainer is None:
-            return {}
-        batches = self.trainer.fit_loop.epoch_loop.batch_progress.current.processed
-        return {"epoch": int(self.trainer.current_epoch), "batches": int(batches)}
-
-    def load_state_dict(self, state_dict: dict[str, int]) -> None:
-        if state_dict:
-            self._resume = {"epoch": state_dict["epoch"], "batches": state_dict["batches"]}

@@ -93,3 +93,17 @@ class ResumableSampler(Sampler[SampleKey]):
         self._skip = None
         for position in positions[start:]:
             yield int(order[position]), draw_seed(self.seed, self.epoch, int(position))
+
+
+def identities_first(identities: Sequence[str], count: int) -> list[int]:
+    """Up to `count` item indices for a fixed sample batch: the first item of each identity
+    (in order), then the remaining items in order."""
+    picked: list[int] = []
+    seen: set[str] = set()
+    for index, identity in enumerate(identities):
+        if identity not in seen:
+            seen.add(identity)
+            picked.append(index)
+    chosen = set(picked)
+    rest = [i for i in range(len(identities)) if i not in chosen]
+    return (picked + rest)[:count]

@@ -14,16 +14,131 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytorch_lightning as pl
+import torch
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
+from torch.utils.data import DataLoader
 
 from deid.checkpoints import CONFIG_KEY
 from deid.errors import DeidError
 from deid.hydra_entry import group_options, run_dir_of
 from deid.media import atomic_write
+from deid.sampling import ResumableSampler
 
 log = logging.getLogger("deid.training")
+
+
+class ResumableDataModule(pl.LightningDataModule):
+    """A datamodule whose training loader resumes mid-epoch: it draws `self.train_set` (built
+    by `setup`) in batches of `self.batch_size` through `deid.sampling.ResumableSampler`
+    (seeded by `self.seed`, sharded over DDP ranks itself: set the trainer's
+    `use_distributed_sampler=False`) on `self.num_workers` workers, and the loop position
+    (epoch, batches processed) is saved in every checkpoint, so `last.ckpt` continues with the
+    very next batch. Subclasses call `super().__init__()` and set those attributes."""
+
+    persistent_workers = False  # keep loader workers between epochs (when there are any)
+    train_set: Any
+    batch_size: int
+    seed: int
+    num_workers: int
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._sampler: ResumableSampler | None = None
+        self._resume: dict[str, int] | None = None
+
+    def train_dataloader(self) -> DataLoader:
+        self.setup()
+        assert self.train_set is not None
+        rank, world = 0, 1
+        if self.trainer is not None:
+            rank, world = self.trainer.global_rank, self.trainer.world_size
+        self._sampler = ResumableSampler(
+            len(self.train_set), self.batch_size, self.seed, rank=rank, world_size=world
+        )
+        if self._resume is not None:
+            self._sampler.skip_batches(self._resume["batches"], self._resume["epoch"])
+            self._resume = None
+        return DataLoader(
+            self.train_set,
+            batch_size=self.batch_size,
+            sampler=self._sampler,
+            num_workers=self.num_workers,
+            persistent_workers=self.persistent_workers and self.num_workers > 0,
+            pin_memory=torch.cuda.is_available(),
+        )
+
+    def state_dict(self) -> dict[str, int]:
+        if self.trainer is None:
+            return {}
+        batches = self.trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        return {"epoch": int(self.trainer.current_epoch), "batches": int(batches)}
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        if state_dict:
+            self._resume = {"epoch": state_dict["epoch"], "batches": state_dict["batches"]}
+
+
+def save_sample_image(trainer: pl.Trainer, image: np.ndarray, name: str, step: int) -> Path:
+    """A sample grid (H, W, 3 uint8) written to `<run>/samples/<name>.png` and sent to every
+    logger that takes images (TensorBoard, wandb; the CSV logger's record is the PNG)."""
+    from pytorch_lightning.loggers import TensorBoardLogger, WandbLogger
+
+    from deid.media import write_image
+
+    path = Path(trainer.default_root_dir) / "samples" / f"{name}.png"
+    write_image(path, image)
+    for logger in trainer.loggers:
+        if isinstance(logger, TensorBoardLogger):
+            logger.experiment.add_image("samples", np.transpose(image, (2, 0, 1)), step)
+        elif isinstance(logger, WandbLogger):
+            logger.log_image("samples", [image], step=trainer.global_step)
+    log.info("sample grid: %s", path)
+    return path
+
+
+class PeriodicSamples(pl.Callback):
+    """Sample grids of a fixed batch (`datamodule.sample_batch()`) every `every` values of the
+    module's own counter (`counter`: its attribute name) and at the end of training, written
+    by `save_sample_image` as `<prefix>_<counter>.png`. Subclasses implement `render`."""
+
+    counter = "step"
+
+    def __init__(self, every: int) -> None:
+        self.every = int(every)
+        self._batch: dict[str, Any] | None = None
+        self._last_saved = -1
+
+    def accepts(self, pl_module: pl.LightningModule) -> bool:
+        return True
+
+    def render(self, pl_module: pl.LightningModule, batch: dict[str, Any]) -> np.ndarray:
+        """(H, W, 3) uint8 grid of `batch`."""
+        raise NotImplementedError
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        datamodule = trainer.datamodule
+        if self.accepts(pl_module) and hasattr(datamodule, "sample_batch"):
+            self._batch = datamodule.sample_batch()
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *_) -> None:
+        if self.every > 0 and getattr(pl_module, self.counter) % self.every == 0:
+            self.save(trainer, pl_module)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.save(trainer, pl_module)
+
+    def save(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> Path | None:
+        if self._batch is None or not trainer.is_global_zero:
+            return None
+        value = int(getattr(pl_module, self.counter))
+        if value == self._last_saved:
+            return None
+        self._last_saved = value
+        image = self.render(pl_module, self._batch)
+        return save_sample_image(trainer, image, f"{self.counter}_{value:07d}", value)
 
 
 class ResolvedConfigInCheckpoint(pl.Callback):

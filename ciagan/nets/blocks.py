@@ -64,7 +64,8 @@ class ResBlockDown(nn.Module):
 
     The official code applies an extra ReLU to the block input (pre-activation) and puts the
     InstanceNorm outside the block; we follow the paper's table (no ReLU on the input, which
-    for the first block would clip the image and landmark channels).
+    for the first block would clip the image and landmark channels). `preactivation=True`
+    is the official block (for converted official weights, whose inputs are in [0, 1]).
     """
 
     def __init__(
@@ -75,8 +76,10 @@ class ResBlockDown(nn.Module):
         spectral_norm: bool = True,
         padding_mode: str = "reflect",
         norm: bool = True,
+        preactivation: bool = False,
     ) -> None:
         super().__init__()
+        self.preactivation = preactivation
         sn, pm = spectral_norm, padding_mode
         self.conv1 = make_conv(in_channels, out_channels, 3, spectral_norm=sn, padding_mode=pm)
         self.conv2 = make_conv(
@@ -88,7 +91,7 @@ class ResBlockDown(nn.Module):
         self.norm = instance_norm(out_channels, norm)
 
     def forward(self, x: Tensor) -> Tensor:
-        main = self.conv2(F.relu(self.conv1(x)))
+        main = self.conv2(F.relu(self.conv1(F.relu(x) if self.preactivation else x)))
         out = F.avg_pool2d(main, 2) + F.avg_pool2d(self.shortcut(x), 2)
         return self.norm(out)
 

@@ -53,8 +53,20 @@ class Generator(nn.Module):
         skip_connections: bool = False,
         spectral_norm: bool = True,
         padding_mode: str = "reflect",
+        preactivation: bool = False,
+        fuse_relu: bool = True,
+        output_padding: str | None = None,
+        pixel_range: str = "signed",
     ) -> None:
+        """The last four options exist for converted official weights (`ciagan.convert_official`:
+        `preactivation=True`, `fuse_relu=False`, `output_padding="zeros"`, `pixel_range="unit"`):
+        ReLU on every encoder block's input, no ReLU between the bottleneck fusion conv and its
+        InstanceNorm, zero padding in the output conv, and images in [0, 1] instead of [-1, 1]
+        (`inpaint` converts). The defaults are this project's generator."""
         super().__init__()
+        if pixel_range not in PIXEL_RANGES:
+            raise unknown_name("pixel_range", pixel_range, PIXEL_RANGES, ValueError)
+        self.pixel_range = pixel_range
         channels, up_channels = tuple(channels), tuple(up_channels)
         id_hidden, id_channels = tuple(id_hidden), tuple(id_channels)
         if num_identities < 1:
@@ -77,7 +89,11 @@ class Generator(nn.Module):
         self.encoder = nn.ModuleList()
         prev = in_channels
         for ch in channels:
-            self.encoder.append(ResBlockDown(prev, ch, spectral_norm=sn, padding_mode=pm))
+            self.encoder.append(
+                ResBlockDown(
+                    prev, ch, spectral_norm=sn, padding_mode=pm, preactivation=preactivation
+                )
+            )
             prev = ch
 
         # Identity branch (Table 7).
@@ -102,12 +118,13 @@ class Generator(nn.Module):
         id_out = prev
 
         # Bottleneck: Table 5 says "3x3 conv + ReLU"; the official code fuses with conv + IN.
-        # We do both (conv -> ReLU -> IN), the IN keeping the residual stream normalised.
+        # We do both (conv -> ReLU -> IN), the IN keeping the residual stream normalised;
+        # `fuse_relu=False` is the official conv -> IN (the Identity keeps the layer indices).
         self.fuse = nn.Sequential(
             make_conv(
                 channels[-1] + id_out, bottleneck_channels, 3, spectral_norm=sn, padding_mode=pm
             ),
-            nn.ReLU(),
+            nn.ReLU() if fuse_relu else nn.Identity(),
             instance_norm(bottleneck_channels),
         )
         self.res_blocks = nn.Sequential(
@@ -124,7 +141,7 @@ class Generator(nn.Module):
             skip = channels[n - 1 - i] if skip_connections and i > 0 else 0
             self.decoder.append(ResBlockUp(prev + skip, ch, spectral_norm=sn, padding_mode=pm))
             prev = ch
-        self.to_rgb = make_conv(prev, 3, 3, spectral_norm=False, padding_mode=pm)
+        self.to_rgb = make_conv(prev, 3, 3, spectral_norm=False, padding_mode=output_padding or pm)
 
     def one_hot(self, identity: Tensor) -> Tensor:
         """(B,) class indices or (B, num_identities) one-hot/soft codes -> float (B, N).
@@ -177,6 +194,7 @@ class Generator(nn.Module):
 
 
 CONDITIONS = ("pose", "face")  # what the generator sees besides the background
+PIXEL_RANGES = ("signed", "unit")  # images in [-1, 1] (ours) | [0, 1] (the official weights)
 LEGACY_CONDITIONS = {"landmarks": "pose"}  # the name checkpoints made before the rename carry
 
 
@@ -202,6 +220,11 @@ def inpaint(
     (B,) identity labels. The generator sees the background (`image` outside the mask) and the
     pose image (the Table-1 ablation `condition="face"`: the masked-in face instead).
     """
+    if generator.pixel_range == "unit":  # official weights: images in [0, 1] in and out
+        unit = (image + 1) / 2
+        given = pose if condition == "pose" else unit * mask
+        raw = generator(given, unit * (1 - mask), target) * 2 - 1
+        return image * (1 - mask) + raw * mask, raw
     masked = image * (1 - mask)
     given = pose if condition == "pose" else image * mask
     raw = generator(given, masked, target)

@@ -1,4 +1,6 @@
-"""Supervisely Person (the Supervisely project export): one PersonRecord per person object.
+"""Supervisely Person in the two layouts people have: one PersonRecord per person.
+
+The Supervisely project export (5,711 images), one record per person object:
 
     root/meta.json    root/<dataset>/img/<image>    root/<dataset>/ann/<image>.json
 
@@ -8,6 +10,15 @@ containing "person" ("person_poly", "person_bmp") and one geometry:
   * bitmap: `bitmap.data` = base64 of a zlib-compressed PNG whose alpha (or, without alpha,
     non-zero pixels) is the mask, pasted with its top-left corner at `bitmap.origin` [x, y].
 The export has no train/test split: `split` selects a dataset folder ("all" = every one).
+
+The flat folders the VQGAN paper's filtered set (2,667 images) circulates as, one record per
+image (instance id 0: the mask is the union of the persons):
+
+    root/images/<name>.png|jpg    root/masks/<stem>.png|jpg   (same stem; non-zero = person)
+
+JPEG masks are cut at 128 (compression noise); PNG masks at non-zero. `split` is "all", or a
+subfolder holding `images/` + `masks/` (e.g. `train`). `layout="auto"` picks the export when
+`meta.json` exists, else the flat folders.
 """
 
 from __future__ import annotations
@@ -25,10 +36,14 @@ import numpy as np
 
 from deid.datasets.layout import check_missing, file_names, require_path
 from deid.datasets.records import PersonRecord
-from deid.errors import DatasetLayoutError
+from deid.errors import DatasetLayoutError, unknown_name
 
 GEOMETRIES = ("polygon", "bitmap")
+LAYOUTS = ("auto", "project", "flat")
 _LAYOUT = "Supervisely project export"
+_FLAT = "Supervisely flat images/ + masks/"
+MASK_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+IMAGE_SUFFIXES = (*MASK_SUFFIXES, ".webp")
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -136,15 +151,76 @@ def dataset_names(root: Path) -> list[str]:
     return sorted(p.name for p in root.iterdir() if (p / "ann").is_dir())
 
 
+@dataclass(frozen=True)
+class FlatMask:
+    """Picklable mask loader of the flat layout: the mask file, cut at non-zero (PNG) or 128."""
+
+    path: Path
+
+    def __call__(self) -> np.ndarray:
+        mask = cv2.imread(str(self.path), cv2.IMREAD_GRAYSCALE)
+        if mask is None:
+            raise DatasetLayoutError(f"{self.path}: missing or unreadable mask")
+        lossy = self.path.suffix.lower() in (".jpg", ".jpeg")
+        return mask >= 128 if lossy else mask > 0
+
+
+def read_supervisely_flat(
+    root: str | Path, split: str = "all", allow_missing: bool = False
+) -> list[PersonRecord]:
+    """The flat layout (module docstring): one record per image with a mask, sorted by name."""
+    root = Path(root)
+    base = root if split == "all" else root / split
+    images = require_path(base, "images", _FLAT, folder=True)
+    masks_dir = require_path(base, "masks", _FLAT, folder=True)
+    masks: dict[str, str] = {}
+    for name in sorted(file_names(masks_dir)):
+        path = Path(name)
+        if path.suffix.lower() in MASK_SUFFIXES:
+            masks.setdefault(path.stem, name)  # a png and a jpg of one stem: the first sorted
+    prefix = "" if split == "all" else f"{split}/"
+    present = sorted(
+        n
+        for n in file_names(images)
+        if not n.startswith(".") and Path(n).suffix.lower() in IMAGE_SUFFIXES
+    )
+    records = [
+        PersonRecord(
+            images / name,
+            f"{prefix}images/{name}",
+            0,
+            split,
+            FlatMask(masks_dir / masks[Path(name).stem]),
+        )
+        for name in present
+        if Path(name).stem in masks
+    ]
+    image_stems = {Path(name).stem for name in present}
+    missing = sorted(f"images/{stem}.*" for stem in masks if stem not in image_stems)
+    check_missing(missing, len(masks), images, allow_missing)
+    if not records and not missing:
+        raise DatasetLayoutError(f"{base}: no image in images/ has a mask in masks/ ({_FLAT})")
+    return records
+
+
 def read_supervisely(
     root: str | Path,
     split: str = "all",
     class_filter: str = "person",
     merge: bool = False,
     allow_missing: bool = False,
+    layout: str = "auto",
 ) -> list[PersonRecord]:
-    """Person records, one per object (or one per image with `merge`), sorted by image."""
+    """Person records, sorted by image: the project export's objects (one per object, or one
+    per image with `merge`), or the flat layout's images (module docstring)."""
     root = Path(root)
+    if layout not in LAYOUTS:
+        raise unknown_name("Supervisely layout", layout, LAYOUTS)
+    if layout == "auto" and not (root / "meta.json").is_file():
+        base = root if split == "all" else root / split
+        layout = "flat" if (base / "images").is_dir() else "project"  # project: names meta.json
+    if layout == "flat":
+        return read_supervisely_flat(root, split, allow_missing)
     require_path(root, "meta.json", _LAYOUT)
     _read_json(root / "meta.json")
     names = dataset_names(root)

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -51,7 +52,7 @@ from deid.bodies.persons import (
     person_region,
 )
 from deid.errors import BadInputError, DeidError
-from deid.faces.align import CropTransform
+from deid.faces.align import CropTransform, RegionCrop
 from deid.media import read_image, write_png_fast
 from deid.prep.manifest import (
     ERROR_FAILURE,
@@ -178,7 +179,9 @@ class RleMask:
     def __call__(self) -> np.ndarray:
         from pycocotools import mask as mask_utils
 
-        return mask_utils.decode(self.rle).astype(bool)
+        with warnings.catch_warnings():  # pycocotools' harmless NumPy 2 `copy=` notice
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return mask_utils.decode(self.rle).astype(bool)
 
 
 @dataclass(frozen=True)
@@ -216,8 +219,9 @@ class BodyCropper:
         self.out_dir = Path(settings.out_dir)
         self._segmenter: Any = None
 
-    def segment(self, image: np.ndarray) -> np.ndarray | None:
-        """The largest person component, if it covers `min_fraction` of the image."""
+    def segment_all(self, image: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
+        """(the largest person component if it covers `min_fraction` of the image, else None;
+        the segmenter's whole hard person mask)."""
         if self._segmenter is None:
             from deid.bodies import build_segmenter
 
@@ -226,10 +230,23 @@ class BodyCropper:
         binary = self._segmenter.segment(image).binary
         components = person_components(binary)
         if not components:
-            return None
+            return None, binary
         largest = max(components, key=lambda m: int(m.sum()))
         needed = max(self.settings.min_area, self.settings.min_fraction * binary.size)
-        return largest if largest.sum() >= needed else None
+        return (largest if largest.sum() >= needed else None), binary
+
+    def segment(self, image: np.ndarray) -> np.ndarray | None:
+        """The largest person component, if it covers `min_fraction` of the image."""
+        return self.segment_all(image)[0]
+
+    # hooks for drivers that write more per person (deid.prep.segmaps: label maps)
+    def start_image(self, task: BodyTask, image: np.ndarray, persons: np.ndarray) -> None:
+        """Called once per image before its persons are cropped; `persons` is the (H, W) bool
+        union of every person found in it (the segmenter's whole mask for segmented images)."""
+
+    def finish_entry(self, entry: BodyEntry, region: RegionCrop, name: str) -> BodyEntry:
+        """The manifest entry of one written person crop (`name`: its file name)."""
+        return entry
 
     def __call__(self, task: BodyTask) -> ImageResult:
         try:
@@ -259,7 +276,7 @@ class BodyCropper:
             return result
         height, width = image.shape[:2]
         if task.persons is None:
-            mask = self.segment(image)
+            mask, everyone = self.segment_all(image)
             if mask is None:
                 name = self.settings.segmenter["name"]
                 failed("no_person", f"{name} on {width}x{height}")
@@ -267,6 +284,11 @@ class BodyCropper:
             people = [(Person(0, task.identity, lambda: mask), mask)]
         else:
             people = [(p, np.asarray(p.load()).astype(bool)) for p in task.persons]
+            everyone = np.zeros((height, width), bool)
+            for _, mask in people:
+                if mask.shape == everyone.shape:
+                    everyone |= mask
+        self.start_image(task, image, everyone)
         for person, mask in people:
             if mask.shape != (height, width):
                 failed(
@@ -283,19 +305,18 @@ class BodyCropper:
             name = f"{task.stem}_{person.index}.png"
             write_png_fast(self.out_dir / "crops" / name, region.crop)
             write_png_fast(self.out_dir / "masks" / name, region.mask)
-            result.entries.append(
-                BodyEntry(
-                    task.source,
-                    person.identity,
-                    task.split,
-                    person.index,
-                    mask_box(mask),
-                    area,
-                    region.transform,
-                    f"crops/{name}",
-                    f"masks/{name}",
-                )
+            entry = BodyEntry(
+                task.source,
+                person.identity,
+                task.split,
+                person.index,
+                mask_box(mask),
+                area,
+                region.transform,
+                f"crops/{name}",
+                f"masks/{name}",
             )
+            result.entries.append(self.finish_entry(entry, region, name))
         return result
 
 
@@ -378,9 +399,16 @@ def settings_record(cfg: DictConfig, segmented: bool) -> dict[str, Any]:
     }
 
 
-def preprocess_bodies(cfg: DictConfig) -> dict[str, Any]:
-    """Preprocess `cfg.data` into `cfg.out`; returns (and writes to summary.json) the counts
-    (`deid.prep.run`, with `persons` as the noun)."""
+def run_person_crops(
+    cfg: DictConfig,
+    *,
+    entry_type: type,
+    make_worker: Callable[[Any], Callable[[BodyTask], ImageResult]],
+    worker_settings: Any,
+    record: Callable[[DictConfig, bool], dict[str, Any]],
+) -> dict[str, Any]:
+    """One person-crop run over `cfg.data` into `cfg.out` (this driver's, or one that writes
+    more per person: `deid.prep.segmaps`); `record(cfg, segmented)` is settings.json."""
     started = time.perf_counter()
     tasks = build_tasks(cfg)
     if cfg.get("limit") is not None:
@@ -388,14 +416,26 @@ def preprocess_bodies(cfg: DictConfig) -> dict[str, Any]:
     segmented = any(t.persons is None for t in tasks)
     return run_preprocessing(
         cfg,
-        entry_type=BodyEntry,
+        entry_type=entry_type,
         tasks=tasks,
-        make_worker=BodyCropper,
-        worker_settings=body_settings(cfg),
-        settings=settings_record(cfg, segmented),
+        make_worker=make_worker,
+        worker_settings=worker_settings,
+        settings=record(cfg, segmented),
         noun="persons",
         tasks_per_worker=IMAGES_PER_WORKER,
         started=started,
+    )
+
+
+def preprocess_bodies(cfg: DictConfig) -> dict[str, Any]:
+    """Preprocess `cfg.data` into `cfg.out`; returns (and writes to summary.json) the counts
+    (`deid.prep.run`, with `persons` as the noun)."""
+    return run_person_crops(
+        cfg,
+        entry_type=BodyEntry,
+        make_worker=BodyCropper,
+        worker_settings=body_settings(cfg),
+        record=settings_record,
     )
 
 
