@@ -4,14 +4,13 @@ and half of the anonymize default.
 The cascade (Zhang et al. 2016) is ours, with facenet-pytorch's conventions (scale pyramid,
 1-based box cells, thresholds 0.6/0.7/0.7, NMS 0.5 per scale, 0.7 across, 0.7 "Min" at the
 end), so boxes agree with facenet-pytorch's `detect_face` to about a pixel. What differs is
-speed: crops are resized by two small matrix products each (the same area averaging as
-facenet-pytorch's per-box torch calls), and pooling avoids torch's slow CPU kernel
-(`mtcnn_nets`); and there is no torchvision import.
+speed: the pyramid levels and all crops of a stage are area-averaged at once from one
+summed-area table of the frame (the same values as facenet-pytorch's per-box torch calls),
+pooling avoids torch's slow CPU kernel (`mtcnn_nets`), and there is no torchvision import.
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -84,48 +83,62 @@ def _regress(boxes: np.ndarray, reg: np.ndarray, inclusive: bool = True) -> np.n
     return out
 
 
-@functools.cache
-def _area_matrix(size_in: int, size_out: int) -> np.ndarray:
-    """(size_out, size_in) averaging weights of torch's adaptive average pooling: output i is
-    the mean of inputs floor(i * n / S) .. ceil((i + 1) * n / S) - 1."""
-    weights = np.zeros((size_out, size_in), dtype=np.float32)
-    for i in range(size_out):
-        start = (i * size_in) // size_out
-        end = -((-(i + 1) * size_in) // size_out)
-        weights[i, start:end] = 1.0 / (end - start)
-    return weights
+def integral_image(image: np.ndarray) -> np.ndarray:
+    """(H + 1, W + 1, C) float64 summed-area table: any box's pixel sum in four lookups."""
+    table = np.zeros((image.shape[0] + 1, image.shape[1] + 1, image.shape[2]), np.float64)
+    np.cumsum(np.cumsum(image, axis=0, dtype=np.float64), axis=1, out=table[1:, 1:])
+    return table
 
 
-def area_resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """`image` (H, W, C) float32 resized to `size` (width, height) by area averaging, as
-    facenet-pytorch's `interpolate(mode="area")` does (scores near a stage threshold depend on
-    it: OpenCV's INTER_AREA lost a 0.85 face of the demo group photo)."""
-    rows = _area_matrix(image.shape[0], size[1])
-    cols = _area_matrix(image.shape[1], size[0])
-    return np.einsum("ij,jkc,lk->ilc", rows, image, cols, optimize=True)
+def _bins(starts: np.ndarray, sizes: np.ndarray, out: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per box, the input ranges of torch's adaptive average pooling to `out` cells: cell i
+    averages inputs floor(i * n / out) .. ceil((i + 1) * n / out) - 1 (absolute positions)."""
+    index = np.arange(out)[None, :]
+    n = sizes[:, None]
+    return starts[:, None] + (index * n) // out, starts[:, None] - ((-(index + 1) * n) // out)
+
+
+def area_crops(table: np.ndarray, boxes: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Boxes (N, 4) as x0, y0, x1, y1 (0-based, exclusive) of the image behind `table`, each
+    resized to `height` x `width` by area averaging, exactly as facenet-pytorch's
+    `interpolate(mode="area")` (torch's adaptive average pooling) does: (N, height, width, C).
+    (Scores near a stage threshold depend on it: OpenCV's INTER_AREA lost a 0.85 face of the
+    demo group photo.)"""
+    y0, y1 = _bins(boxes[:, 1], boxes[:, 3] - boxes[:, 1], height)
+    x0, x1 = _bins(boxes[:, 0], boxes[:, 2] - boxes[:, 0], width)
+    top, bottom = y0[:, :, None], y1[:, :, None]
+    left, right = x0[:, None, :], x1[:, None, :]
+    sums = table[bottom, right] - table[top, right] - table[bottom, left] + table[top, left]
+    counts = ((bottom - top) * (right - left))[..., None]
+    return (sums / counts).astype(np.float32)
 
 
 def _normalise(pixels: np.ndarray) -> np.ndarray:
     return (pixels - np.float32(127.5)) * np.float32(0.0078125)
 
 
-def _crops(image: np.ndarray, boxes: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+def area_level(table: np.ndarray, height: int, width: int) -> np.ndarray:
+    """The whole image behind `table` area-averaged to `height` x `width` (a pyramid level),
+    separably: row bins, then column bins; (height, width, C)."""
+    rows, cols = table.shape[0] - 1, table.shape[1] - 1
+    y0, y1 = _bins(np.zeros(1, np.int64), np.array([rows]), height)
+    x0, x1 = _bins(np.zeros(1, np.int64), np.array([cols]), width)
+    band = table[y1[0]] - table[y0[0]]
+    sums = band[:, x1[0]] - band[:, x0[0]]
+    counts = ((y1[0] - y0[0])[:, None] * (x1[0] - x0[0])[None, :])[..., None]
+    return (sums / counts).astype(np.float32)
+
+
+def _crops(table: np.ndarray, boxes: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     """The in-image part of each box (1-based inclusive, MTCNN's convention) resized to
     `size` x `size`, as (N, 3, size, size) network input; and which boxes gave a crop."""
-    height, width = image.shape[:2]
+    height, width = table.shape[0] - 1, table.shape[1] - 1
     cells = np.trunc(boxes[:, :4]).astype(np.int64)
-    x0, y0 = np.maximum(cells[:, 0], 1), np.maximum(cells[:, 1], 1)
+    x0, y0 = np.maximum(cells[:, 0], 1) - 1, np.maximum(cells[:, 1], 1) - 1
     x1, y1 = np.minimum(cells[:, 2], width), np.minimum(cells[:, 3], height)
-    valid = (x1 > x0 - 1) & (y1 > y0 - 1)
-    batch = [
-        area_resize(image[b - 1 : d, a - 1 : c], (size, size))
-        for a, b, c, d in zip(x0[valid], y0[valid], x1[valid], y1[valid], strict=True)
-    ]
-    data = (
-        _normalise(np.stack(batch)).transpose(0, 3, 1, 2)
-        if batch
-        else np.zeros((0, 3, size, size), np.float32)
-    )
+    valid = (x1 > x0) & (y1 > y0)
+    crops = np.stack([x0, y0, x1, y1], axis=1)[valid]
+    data = _normalise(area_crops(table, crops, size, size)).transpose(0, 3, 1, 2)
     return np.ascontiguousarray(data), valid
 
 
@@ -163,19 +176,16 @@ class MtcnnDetector(FaceDetector):
             outputs = net(torch.from_numpy(data).to(self.device))  # type: ignore[operator]
         return [o.float().cpu().numpy() for o in outputs]
 
-    def _proposals(self, image: np.ndarray) -> np.ndarray:
+    def _proposals(self, table: np.ndarray) -> np.ndarray:
         """Stage 1: P-Net over the scale pyramid -> (N, 5 + 4) boxes, scores, regressions."""
-        import torch
-
-        height, width = image.shape[:2]
-        pixels = torch.from_numpy(image).permute(2, 0, 1)[None]
+        height, width = table.shape[0] - 1, table.shape[1] - 1
         scale = 12.0 / self.min_face_size
         shortest = min(height, width) * scale
         found = []
         while shortest >= 12:
-            size = (int(height * scale + 1), int(width * scale + 1))
-            data = _normalise(torch.nn.functional.adaptive_avg_pool2d(pixels, size).numpy())
-            reg, prob = self._net(self._pnet, data)
+            level = area_level(table, int(height * scale + 1), int(width * scale + 1))
+            data = _normalise(level).transpose(2, 0, 1)[None]
+            reg, prob = self._net(self._pnet, np.ascontiguousarray(data))
             ys, xs = np.nonzero(prob[0] >= self.thresholds[0])
             if len(ys):
                 # float32 as facenet-pytorch computes them: box edges land on the same pixels
@@ -196,10 +206,10 @@ class MtcnnDetector(FaceDetector):
         return _square(regressed)
 
     def detect(self, image: np.ndarray) -> list[Face]:
-        image = check_rgb_image(image).astype(np.float32)
-        boxes = self._proposals(image)
+        table = integral_image(check_rgb_image(image))
+        boxes = self._proposals(table)
         if len(boxes):  # stage 2: R-Net refines
-            data, valid = _crops(image, boxes, 24)
+            data, valid = _crops(table, boxes, 24)
             boxes = boxes[valid]
             reg, prob = self._net(self._rnet, data)
             keep = prob > self.thresholds[1]
@@ -208,7 +218,7 @@ class MtcnnDetector(FaceDetector):
             boxes = _square(_regress(boxes[pick], reg[pick]))
         faces: list[Face] = []
         if len(boxes):  # stage 3: O-Net gives the final boxes and 5 landmarks
-            data, valid = _crops(image, boxes, 48)
+            data, valid = _crops(table, boxes, 48)
             boxes = boxes[valid]
             reg, marks, prob = self._net(self._onet, data)
             keep = prob > self.thresholds[2]

@@ -13,26 +13,27 @@ import torch
 from torch import nn
 
 
+def _pool_axis(x: torch.Tensor, kernel: int, stride: int, dim: int) -> torch.Tensor:
+    """Max pooling along one axis (`ceil_mode=True`): the maximum of `kernel` strided views."""
+    size = x.shape[dim]
+    out = -(-(size - kernel) // stride) + 1
+    pad = (out - 1) * stride + kernel - size
+    if pad > 0:
+        shape = list(x.shape)
+        shape[dim] = pad
+        x = torch.cat([x, x.new_full(shape, float("-inf"))], dim=dim)
+    result = None
+    for offset in range(kernel):
+        view = x.narrow(dim, offset, (out - 1) * stride + 1)
+        view = view[(slice(None),) * (dim % x.ndim) + (slice(None, None, stride),)]
+        result = view if result is None else torch.maximum(result, view)
+    assert result is not None
+    return result
+
+
 def max_pool_ceil(x: torch.Tensor, kernel: int, stride: int) -> torch.Tensor:
-    """`max_pool2d(x, kernel, stride, ceil_mode=True)` as a maximum over strided views."""
-    height, width = x.shape[-2:]
-    out_h = -(-(height - kernel) // stride) + 1
-    out_w = -(-(width - kernel) // stride) + 1
-    pad_h = (out_h - 1) * stride + kernel - height
-    pad_w = (out_w - 1) * stride + kernel - width
-    if pad_h > 0 or pad_w > 0:
-        x = nn.functional.pad(x, (0, max(pad_w, 0), 0, max(pad_h, 0)), value=float("-inf"))
-    out = None
-    for dy in range(kernel):
-        for dx in range(kernel):
-            view = x[
-                ...,
-                dy : dy + (out_h - 1) * stride + 1 : stride,
-                dx : dx + (out_w - 1) * stride + 1 : stride,
-            ]
-            out = view if out is None else torch.maximum(out, view)
-    assert out is not None
-    return out
+    """`max_pool2d(x, kernel, stride, ceil_mode=True)`, separably: rows, then columns."""
+    return _pool_axis(_pool_axis(x, kernel, stride, x.ndim - 2), kernel, stride, x.ndim - 1)
 
 
 def _dense_input(x: torch.Tensor) -> torch.Tensor:
