@@ -62,6 +62,17 @@ def load_generator(path: str | Path | None) -> tuple[Generator, str, dict[str, A
     return generator, condition_name(str(hparams.get("condition", "pose"))), state
 
 
+def use_bf16(precision: str, device: torch.device) -> bool:
+    """Whether to run the generator under bf16 autocast (see `CiaganAnonymizer`)."""
+    if precision not in ("fp32", "bf16", "auto"):
+        raise DeidError(f"precision must be fp32, bf16 or auto, not {precision!r}")
+    if precision != "auto":
+        return precision == "bf16"
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
 class CiaganAnonymizer:
     """The trained generator behind the Anonymizer protocol."""
 
@@ -77,10 +88,15 @@ class CiaganAnonymizer:
         batch_size: int = 16,
         device: str | torch.device | None = None,
         name: str = "ciagan",
+        precision: str = "fp32",
     ) -> None:
-        """`name`: how results and summaries call this method (the checkpoint's experiment)."""
+        """`name`: how results and summaries call this method (the checkpoint's experiment).
+        `precision`: fp32, bf16 (autocast), or auto (bf16 where the hardware computes it
+        natively: CUDA with bf16, CPUs with AVX-512 BF16 / AMX; measured 1.35x for the 64 px
+        demo generator on this CPU; the outputs differ from fp32 by a few grey levels)."""
         self.name = name
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.bf16 = use_bf16(precision, self.device)
         self.generator = generator.to(self.device).eval()
         self.image_size = generator.image_size
         self.num_identities = generator.num_identities
@@ -146,7 +162,9 @@ class CiaganAnonymizer:
             pose = torch.stack([to_map_tensor(f.pose) for f in chunk]).to(self.device)
             mask = torch.stack([to_map_tensor(f.mask[..., None]) for f in chunk]).to(self.device)
             target = torch.tensor(identities[start : start + len(chunk)], device=self.device)
-            composite, _ = inpaint(self.generator, image, pose, mask, target, self.condition)
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+                composite, _ = inpaint(self.generator, image, pose, mask, target, self.condition)
+            composite = composite.float()
             outputs.extend(to_uint8_image(c) for c in composite)
         return outputs
 
