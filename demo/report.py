@@ -18,6 +18,7 @@ import torch
 
 from deid.media import VideoReader, atomic_write, read_image, write_image
 from demo.methods import METHODS, DemoMethod
+from demo.stages import SUITES
 
 LABEL_HEIGHT = 26
 
@@ -67,7 +68,7 @@ def _without_title(markdown: str) -> str:
 
 
 def _latest_sample(training_dir: Path) -> Path | None:
-    samples = sorted((training_dir / "samples").glob("iteration_*.png"))
+    samples = sorted((training_dir / "samples").glob("*.png"), key=lambda p: p.stat().st_mtime)
     return samples[-1] if samples else None
 
 
@@ -93,38 +94,36 @@ def _anonymization_table(summaries: dict[str, dict[str, Any]]) -> list[str]:
     return lines
 
 
-def _training_section(out_dir: Path, method: DemoMethod, training: dict[str, Any]) -> list[str]:
-    lines = [
-        f"## 1. {method.title} trained on the demo photos",
-        "",
-        f"`python train.py experiment={method.experiment}`: run folder `{training['run']}`, "
-        f"checkpoint `{training['checkpoint']}`.",
-        "",
-    ]
-    metrics = training.get("metrics", {})
-    keys = [
-        k
-        for k in (
-            "generator/total",
-            "discriminator/d_loss",
-            "identity/contrastive",
-            "generator/reconstruction_l1",
-            "iteration",
-        )
-        if k in metrics
-    ]
-    if keys:
-        lines += ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-        lines += ["| " + " | ".join(f"{metrics[k]:.4g}" for k in keys) + " |", ""]
-    sample = _latest_sample(out_dir / method.folder)
-    if sample is not None:
-        lines += [
-            "Each row: source | pose (landmark) image | outputs for 3 target identities "
-            f"(`{_relative(sample, out_dir)}`).",
-            "",
-            f"![training samples]({_relative(sample, out_dir)})",
-            "",
-        ]
+SAMPLE_CAPTIONS = {
+    "ciagan_demo": "source | pose (landmark) image | outputs for 3 target identities",
+    "vqgan_demo_first": "photos | their VQGAN reconstructions (first stage)",
+    "vqgan_demo_cond": "silhouettes | their reconstructions (condition stage)",
+    "vqgan_demo_transformer": "silhouettes | persons sampled for them (transformer)",
+}
+
+
+def _training_section(
+    out_dir: Path, method: DemoMethod, training: dict[str, Any], number: str
+) -> list[str]:
+    lines = [f"## {number} {method.title} trained on the demo photos", ""]
+    for experiment in method.experiments:
+        run = method.folder(experiment)
+        lines += [f"`python train.py experiment={experiment}`: run folder `{run}/`.", ""]
+        metrics = training.get("metrics", {}).get(experiment, {})
+        keys = [k for k in sorted(metrics) if "/" in k and not k.startswith("epoch")][:6]
+        if keys:
+            lines += ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+            lines += ["| " + " | ".join(f"{metrics[k]:.4g}" for k in keys) + " |", ""]
+        sample = _latest_sample(out_dir / run)
+        if sample is not None:
+            caption = SAMPLE_CAPTIONS.get(experiment, "sample grid")
+            lines += [
+                f"{caption} (`{_relative(sample, out_dir)}`):",
+                "",
+                f"![{experiment} samples]({_relative(sample, out_dir)})",
+                "",
+            ]
+    lines += [f"The method's checkpoint: `{training['checkpoint']}`.", ""]
     return lines
 
 
@@ -134,7 +133,7 @@ def write_demo_report(
     trainings: dict[str, dict[str, Any]],
     inputs: Path | None,
     summaries: dict[str, dict[str, Any]] | None,
-    tables: Path | None,
+    tables: dict[str, Path],
 ) -> Path:
     """Assemble report.md (+ its pictures under `report_files/`) and return its path;
     `trainings`: conf/model name of a `demo.methods` method -> its run (run, checkpoint,
@@ -154,9 +153,8 @@ def write_demo_report(
         "committed). Numbers on 24-25 validation photos show orderings, not paper-scale results.",
         "",
     ]
-    for method in METHODS:
-        if method.model in trainings:
-            lines += _training_section(out_dir, method, trainings[method.model])
+    for index, method in enumerate(m for m in METHODS if m.model in trainings):
+        lines += _training_section(out_dir, method, trainings[method.model], f"1.{index + 1}")
     if summaries and inputs is not None:
         anonymized = out_dir / "anonymized"
         picture = before_after_picture(
@@ -173,9 +171,11 @@ def write_demo_report(
             "## 2. Anonymizing a group photo and a video",
             "",
             "`python anonymize.py model=ciagan ckpt=... in=inputs/ out=anonymized/ciagan "
-            "audit=true` (and `model=blur`). The video moves and scales three photos; "
-            "where dlib misses a tracked face for a few frames, gap filling anonymizes it from "
-            "interpolated landmarks.",
+            "audit=true`, `model=vqgan ckpt=... target=body` (whole persons) and `model=blur` "
+            "(the default). The video moves and scales three photos; where the detector misses "
+            "a tracked face for a few frames, gap filling covers it. The audit's independent "
+            "detector re-finds the faces of the originals: covered = inside an anonymized "
+            "region; still matching = FaceNet still links the output face to its source.",
             "",
             *_anonymization_table(summaries),
             "",
@@ -184,21 +184,18 @@ def write_demo_report(
             "![video frames before and after](report_files/video_before_after.png)",
             "",
         ]
-    if tables is not None and tables.is_file():
-        evaluation = tables.parent
-        lines += [
-            "## 3. The trained methods against the baselines (demo validation photos, CIAGAN "
-            "crops)",
-            "",
-            _without_title(tables.read_text()),
-            "",
-        ]
+    for number, (suite, path) in enumerate(tables.items(), start=1):
+        if not path.is_file():
+            continue
+        evaluation = path.parent
+        lines += [f"## 3.{number} Evaluation: {SUITES[suite].title}", ""]
+        lines += [_without_title(path.read_text()), ""]
         for name in ("reid_vs_k.png", "detection_vs_recall.png"):
             if (evaluation / name).is_file():
                 lines += [f"![{name}]({_relative(evaluation / name, out_dir)})", ""]
         for method in METHODS:
             if (evaluation / method.model / "samples.png").is_file():
-                picture = f"evaluation/{method.model}/samples.png"
+                picture = _relative(evaluation / method.model / "samples.png", out_dir)
                 lines += [f"![{method.title} evaluation samples]({picture})", ""]
     if (out_dir / "perception.png").is_file():
         lines += ["## 4. Perception", "", "![perception](perception.png)", ""]

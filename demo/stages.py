@@ -8,6 +8,7 @@ place that drives all three.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +22,30 @@ from demo.scenes import group_photo, write_moving_faces_video
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 BASELINES = ("original", "blur9_px", "blur17_px", "pixel8", "pixel16", "blackbox", "maskout")
-ANONYMIZE_BASELINES = (
-    "blur",
-)  # the anonymize default  # shown beside the trained methods in the anonymization stage
+ANONYMIZE_BASELINES = ("blur",)  # the anonymize default, beside the trained methods
+
+
+@dataclass(frozen=True)
+class Suite:
+    """How the demo scores the methods of one `DemoMethod.suite`."""
+
+    title: str
+    overrides: tuple[str, ...]
+    baselines: tuple[str, ...]
+
+
+SUITES = {
+    "faces": Suite(
+        "CIAGAN crops of the demo validation photos (CIAGAN Tables 2 and 4)",
+        ("data=demo", "k=1..5", "metrics.align=ciagan"),  # CelebA-like crops, as the paper
+        BASELINES,
+    ),
+    "bodies": Suite(
+        "silhouette k-NN re-identification on the demo validation photos (VQGAN Table I)",
+        ("data=demo_persons", "metrics=bodies", "k=1..10"),  # persons from MediaPipe
+        ("blur", "blackbox"),  # the paper's face blurring and face black box
+    ),
+}
 
 
 def _compose(config: str, overrides: list[str]) -> DictConfig:
@@ -32,20 +54,29 @@ def _compose(config: str, overrides: list[str]) -> DictConfig:
 
 
 def run_training(
-    method: DemoMethod, demo_root: Path, out_dir: Path, max_steps: int | None = None
-) -> dict[str, float]:
-    """`python train.py experiment=<method's demo experiment>` into `out_dir` (resuming its
-    last.ckpt when an earlier demo was interrupted); returns the final logged metrics."""
+    method: DemoMethod, demo_root: Path, out: Path, max_steps: int | None = None
+) -> dict[str, dict[str, float]]:
+    """`python train.py experiment=<e>` for each of the method's demo experiments, in order,
+    each into `out/training/<e>` (resuming its last.ckpt when an earlier demo was interrupted);
+    returns each stage's final logged metrics."""
     from deid.training import train
 
-    overrides = [
-        f"experiment={method.experiment}",
-        f"data.root={demo_root.resolve()}",
-        f"paths.output_dir={out_dir.resolve()}",
-    ]
-    if max_steps is not None:
-        overrides.append(f"trainer.max_steps={max_steps}")
-    return train(_compose("train", overrides))
+    metrics = {}
+    for experiment in method.experiments:
+        overrides = [
+            f"experiment={experiment}",
+            f"data.root={demo_root.resolve()}",
+            f"paths.output_dir={(out / method.folder(experiment)).resolve()}",
+        ]
+        overrides += [
+            f"{key}={(out / method.folder(stage) / 'checkpoints' / 'last.ckpt').resolve()}"
+            for key, stage in method.stage_inputs
+            if experiment == method.experiments[-1]
+        ]
+        if max_steps is not None:
+            overrides.append(f"trainer.max_steps={max_steps}")
+        metrics[experiment] = train(_compose("train", overrides))
+    return metrics
 
 
 def demo_inputs(demo_root: Path, folder: Path) -> Path:
@@ -59,50 +90,49 @@ def demo_inputs(demo_root: Path, folder: Path) -> Path:
 
 
 def run_anonymization(
-    inputs: Path, out_dir: Path, checkpoints: dict[str, Path]
+    inputs: Path, out_dir: Path, checkpoints: dict[DemoMethod, Path]
 ) -> dict[str, dict[str, Any]]:
-    """`python anonymize.py` over the demo inputs with each trained method (`checkpoints`:
-    conf/model name -> checkpoint) and with blur, the default."""
+    """`python anonymize.py` over the demo inputs with each trained method (its target: faces
+    or bodies) and with blur, the default."""
     from deid.anonymizers.runner import anonymize
 
+    runs: list[tuple[str, list[str]]] = [
+        (
+            method.model,
+            [
+                f"model={method.model}",
+                f"ckpt={ckpt.resolve()}",
+                f"target={method.target}",
+                *method.anonymize_overrides,
+            ],
+        )
+        for method, ckpt in checkpoints.items()
+    ]
+    runs += [(name, [f"model={name}"]) for name in ANONYMIZE_BASELINES]
     summaries = {}
-    for method in (*checkpoints, *ANONYMIZE_BASELINES):
-        ckpt = checkpoints.get(method)
-        overrides = [
-            f"model={method}",
-            *([f"ckpt={ckpt.resolve()}"] if ckpt is not None else []),
-            f"in={inputs.resolve()}",
-            f"out={(out_dir / method).resolve()}",
-            "camera=demo-camera-1",
-            "audit=true",
-        ]
-        summaries[method] = anonymize(_compose("anonymize", overrides))
+    for name, overrides in runs:
+        common = [f"in={inputs.resolve()}", f"out={(out_dir / name).resolve()}"]
+        common += ["camera=demo-camera-1", "audit=true"]
+        summaries[name] = anonymize(_compose("anonymize", [*overrides, *common]))
     return summaries
 
 
 def run_evaluation(
-    demo_root: Path,
-    out_dir: Path,
-    models: tuple[str, ...] = BASELINES,
-    checkpoints: dict[str, Path] | None = None,
+    demo_root: Path, out_dir: Path, suite: str, checkpoints: dict[DemoMethod, Path]
 ) -> Path:
-    """Score the baselines `models`, then each trained method (`checkpoints`: conf/model name
-    -> checkpoint), with the evaluation suite and merge the runs into one report."""
+    """Score the suite's baselines, then each trained method of that suite, with the
+    evaluation suite, and merge the runs into one report under `out_dir/<suite>`."""
     from deid_eval.report import write_report
     from deid_eval.suite import evaluate
 
-    checkpoints = checkpoints or {}
+    spec = SUITES[suite]
+    trained = {m.model: ckpt for m, ckpt in checkpoints.items() if m.suite == suite}
+    folder = out_dir / suite
     results = []
-    for model in tqdm((*models, *checkpoints), desc="evaluation", unit="method"):
-        overrides = [
-            f"model={model}",
-            "data=demo",
-            f"data.root={demo_root.resolve()}",
-            "k=1..5",
-            "metrics.align=ciagan",  # CelebA-like face crops: comparable with the papers
-        ]
-        if model in checkpoints:
-            overrides.append(f"ckpt={checkpoints[model].resolve()}")
-        results.append(evaluate(_compose("evaluate", overrides), run_dir=out_dir / model))
-    write_report(results, out_dir)
-    return out_dir / "tables.md"
+    for model in tqdm((*spec.baselines, *trained), desc=f"evaluation ({suite})", unit="method"):
+        overrides = [f"model={model}", f"data.root={demo_root.resolve()}", *spec.overrides]
+        if model in trained:
+            overrides.append(f"ckpt={trained[model].resolve()}")
+        results.append(evaluate(_compose("evaluate", overrides), run_dir=folder / model))
+    write_report(results, folder)
+    return folder / "tables.md"

@@ -516,3 +516,19 @@ def test_registry_builds_from_the_configs(tmp_path: Path) -> None:
     sup = OmegaConf.to_container(OmegaConf.load(REPO / "conf" / "data" / "supervisely.yaml"))
     sup["root"] = str(_supervisely(tmp_path / "sup")[0])
     assert len(build_dataset(sup)) == 2
+
+
+def test_segmented_photos_give_one_person_per_demo_photo(demo_root: Path) -> None:
+    """The demo photos as a person dataset: every validation photo is one person whose mask
+    (MediaPipe, offline) is the person's silhouette: a real share of the photo, not all of it."""
+    from deid.datasets.registry import build_dataset
+    from deid.media import read_image
+
+    config = {"name": "segmented_photos", "root": str(demo_root), "photos": "demo"}
+    records = build_dataset({**config, "split": "all", "eval_subset": "val"}, for_evaluation=True)
+    assert len(records) == 25 and {r.split for r in records} == {"val"}
+    for record in records[:3]:
+        mask = record.load_mask()
+        assert mask.shape == read_image(record.path).shape[:2] and mask.dtype == bool
+        assert 0.05 < mask.mean() < 0.95
+        np.testing.assert_array_equal(mask, record.load_mask())  # the same every time

@@ -18,6 +18,7 @@ from deid.datasets.image_folder import read_demo, read_image_folder
 from deid.datasets.lfw import LFWDataset
 from deid.datasets.mots import read_mots
 from deid.datasets.records import FaceRecord, PersonRecord
+from deid.datasets.segmented_photos import read_segmented_photos
 from deid.datasets.supervisely import read_supervisely
 from deid.errors import DeidError, unknown_name
 
@@ -42,6 +43,7 @@ PERSON_DATASETS: dict[str, Callable[..., list[PersonRecord]]] = {
     "coco_persons": read_coco_persons,
     "supervisely": read_supervisely,
     "mots": read_mots,
+    "segmented_photos": read_segmented_photos,
 }
 
 

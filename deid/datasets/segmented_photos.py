@@ -1,0 +1,66 @@
+"""Photos of people without mask annotations as a person dataset: the offline segmenter marks
+the person.
+
+Why: the VQGAN paper's k-NN re-identification (Table I) needs person masks, and a face set such
+as the demo photos has none. Each photo of a face dataset (`photos`: `demo`, `image_folder`)
+becomes one `PersonRecord` whose mask is the largest person the segmenter (MediaPipe, offline)
+finds; photos where it finds no person covering `min_fraction` of the image are left out when
+their mask is first read (`mask_loader` raises) - so readers stay cheap, the segmenter runs
+only when a mask is used, and the same photo always gives the same mask.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from deid.datasets.records import FaceRecord, PersonRecord
+from deid.errors import DeidError
+
+
+def read_segmented_photos(
+    root: str | Path,
+    split: str = "all",
+    photos: str = "demo",
+    segmenter: str = "mediapipe",
+    min_fraction: float = 0.02,
+) -> list[PersonRecord]:
+    """One person per photo of the face dataset `photos` under `root`."""
+    from deid.datasets.registry import build_face_dataset
+
+    faces: list[FaceRecord] = build_face_dataset(photos, root, split)
+    masks = _Masks(segmenter, float(min_fraction))
+    return [
+        PersonRecord(
+            path=record.path,
+            image_id=record.image_id,
+            instance_id=0,
+            split=record.split,
+            mask_loader=functools.partial(masks.largest, record.path),
+        )
+        for record in faces
+    ]
+
+
+class _Masks:
+    """The segmenter, built on first use and shared by a dataset's records."""
+
+    def __init__(self, name: str, min_fraction: float) -> None:
+        self.name, self.min_fraction = name, min_fraction
+        self._segmenter: Any = None
+
+    def largest(self, path: Path) -> np.ndarray:
+        from deid.bodies import build_segmenter
+        from deid.media import read_image
+
+        if self._segmenter is None:
+            self._segmenter = build_segmenter(self.name)
+        image = read_image(path)
+        found = self._segmenter.segment(image)
+        people = found.instances or ([found.binary] if found.binary.any() else [])
+        if not people or people[0].mean() < self.min_fraction:
+            raise DeidError(f"{path}: the {self.name} segmenter finds no person in this photo")
+        return people[0]
