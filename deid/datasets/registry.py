@@ -18,7 +18,7 @@ from deid.datasets.image_folder import read_demo, read_image_folder
 from deid.datasets.lfw import LFWDataset
 from deid.datasets.mots import read_mots
 from deid.datasets.records import FaceRecord, PersonRecord
-from deid.datasets.segmented_photos import read_segmented_photos
+from deid.datasets.segmented_photos import persons_of_photos
 from deid.datasets.supervisely import read_supervisely
 from deid.errors import DeidError, unknown_name
 
@@ -39,6 +39,19 @@ FACE_DATASETS: dict[str, Callable[..., list[FaceRecord]]] = {
     "image_folder": read_image_folder,
     "demo": read_demo,
 }
+
+
+def read_segmented_photos(
+    root: str | Path,
+    split: str = "all",
+    photos: str = "demo",
+    segmenter: str = "mediapipe",
+    min_fraction: float = 0.02,
+) -> list[PersonRecord]:
+    """The photos of face dataset `photos` as persons marked by the offline segmenter."""
+    return persons_of_photos(build_face_dataset(photos, root, split), segmenter, min_fraction)
+
+
 PERSON_DATASETS: dict[str, Callable[..., list[PersonRecord]]] = {
     "coco_persons": read_coco_persons,
     "supervisely": read_supervisely,

@@ -21,17 +21,11 @@ from deid.datasets.records import FaceRecord, PersonRecord
 from deid.errors import DeidError
 
 
-def read_segmented_photos(
-    root: str | Path,
-    split: str = "all",
-    photos: str = "demo",
-    segmenter: str = "mediapipe",
-    min_fraction: float = 0.02,
+def persons_of_photos(
+    faces: list[FaceRecord], segmenter: str = "mediapipe", min_fraction: float = 0.02
 ) -> list[PersonRecord]:
-    """One person per photo of the face dataset `photos` under `root`."""
-    from deid.datasets.registry import build_face_dataset
-
-    faces: list[FaceRecord] = build_face_dataset(photos, root, split)
+    """One person per photo of a face dataset's records (the registry's `segmented_photos`
+    reads those records by name: `photos: demo`)."""
     masks = _Masks(segmenter, float(min_fraction))
     return [
         PersonRecord(
