@@ -488,10 +488,11 @@ def test_mots_pedestrians(tmp_path: Path, as_txt: bool) -> None:
 def test_registry_names_and_errors(tmp_path: Path) -> None:
     assert set(dataset_names()) == {
         "celeba", "lfw", "image_folder", "demo", "coco_persons", "supervisely", "mots",
+        "segmented_photos",
     }  # fmt: skip
     with pytest.raises(DeidError, match="celeba, demo, image_folder, lfw"):
         build_face_dataset("celebb", tmp_path)
-    with pytest.raises(DeidError, match="coco_persons, mots, supervisely"):
+    with pytest.raises(DeidError, match="coco_persons, mots, segmented_photos, supervisely"):
         build_person_dataset("cityscapes", tmp_path)
     with pytest.raises(DeidError, match="person dataset: use build_person_dataset"):
         build_face_dataset("coco_persons", tmp_path)
