@@ -40,6 +40,7 @@ bench: setup
 	$(PY) experiments/benchmarks/eval.py
 	$(PY) experiments/benchmarks/ciagan_train.py
 	$(PY) experiments/benchmarks/vqgan_train.py
+	$(PY) experiments/benchmarks/vqgan_sample.py
 	$(PY) experiments/benchmarks/anonymize.py
 
 clean:
