@@ -151,3 +151,22 @@ def test_person_masks_validates() -> None:
     assert masks.union.dtype == np.float32 and masks.union.max() == 1.0 and masks.shape == (4, 5)
     with pytest.raises(ValueError, match="instances"):
         PersonMasks(union=np.zeros((4, 5), np.float32), instances=[np.zeros((5, 4), bool)])
+
+
+def test_a_wide_group_photo_is_segmented_as_squares(
+    selfie: MediaPipeSelfieSegmenter, demo_root: Path
+) -> None:
+    """Three demo portraits side by side (1104x360): squeezed into one square input the model
+    found 3.5% person; as overlapping squares every portrait is a person of its own."""
+    from demo.scenes import group_photo
+
+    image = group_photo(demo_root)
+    masks = selfie.segment(image)
+    assert masks.union.shape == image.shape[:2]
+    assert len(masks.instances) == 3
+    width = image.shape[1]
+    for k, instance in enumerate(
+        sorted(masks.instances, key=lambda m: np.argwhere(m)[:, 1].mean())
+    ):
+        third = instance[:, k * width // 3 : (k + 1) * width // 3]
+        assert third.sum() > 0.9 * instance.sum() and instance.mean() > 0.1

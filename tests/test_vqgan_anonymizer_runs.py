@@ -135,6 +135,42 @@ def test_evaluate_bodies_on_a_coco_layout_demo_set(
     assert (tmp_path / "run" / "samples.png").is_file()
 
 
+def test_evaluate_bodies_on_the_demo_set(
+    demo_root: Path, ckpt: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`evaluate.py model=vqgan data=demo_persons metrics=bodies`: the demo validation photos,
+    persons from the offline segmenter (what `make demo` scores)."""
+    from deid_eval.suite import evaluate
+
+    monkeypatch.delenv("DEID_WEIGHT_RESNET50_IMAGENET", raising=False)
+    overrides = [
+        "model=vqgan",
+        f"ckpt={ckpt}",
+        "model.face_detector=null",
+        "model.device=cpu",
+        "device=cpu",
+        "data=demo_persons",
+        f"data.root={demo_root}",
+        "metrics=bodies",
+        "metrics.backbone=fid_inception",
+        "k=1..3",
+        "limit=6",
+        f"paths.cache_dir={tmp_path / 'cache'}",
+        f"paths.output_dir={tmp_path / 'out'}",
+    ]
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose(config_name="evaluate", overrides=overrides)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = evaluate(cfg, run_dir=tmp_path / "run")
+    section = result["metrics"]["silhouette_knn"]
+    assert section["queries"] == section["gallery"] == 6
+    assert section["anonymizer_counts"]["persons"] == 6
+    assert (
+        section["anonymizer_counts"]["synthesized"] + section["anonymizer_counts"]["fallbacks"] == 6
+    )
+
+
 # ---------------------------------------------------------------- deid anonymize / the API
 def _cli(inputs: list[Path], out: Path, ckpt: Path, *extra: str) -> dict:
     args = [*map(str, inputs), "-o", str(out), "--anonymizer", "vqgan", "--ckpt", str(ckpt)]
