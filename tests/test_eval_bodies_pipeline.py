@@ -193,3 +193,21 @@ def test_limit_keeps_whole_images(runs: dict[str, dict]) -> None:
 )
 def test_ks_default_to_the_papers_one_to_ten(value, expected) -> None:
     assert resolve_ks(value) == expected
+
+
+def test_a_photo_set_without_masks_is_segmented_as_demo_persons(demo_root: Path) -> None:
+    """`data=demo metrics=bodies` (the demo photos have no person masks) reads the same persons
+    as `data=demo_persons`: one per validation photo, its mask from the offline segmenter."""
+    found = {}
+    for data in ("demo", "demo_persons"):
+        overrides = [f"data={data}", f"data.root={demo_root}", "metrics=bodies"]
+        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+            cfg = compose(config_name="evaluate", overrides=overrides)
+        found[data] = persons_pipeline.person_records(cfg)
+    (records, groups, info), (expected, _, _) = found["demo"], found["demo_persons"]
+    assert [r.path for r in records] == [r.path for r in expected]
+    assert len(groups) == len(records) == len(list(demo_root.glob("val/*/*.jpg")))
+    assert info["persons_from"].startswith("mediapipe")
+    mask = records[0].load_mask()
+    assert mask.dtype == bool and 0.02 < mask.mean() < 0.98
+    assert np.array_equal(mask, expected[0].load_mask())

@@ -138,8 +138,8 @@ def test_evaluate_bodies_on_a_coco_layout_demo_set(
 def test_evaluate_bodies_on_the_demo_set(
     demo_root: Path, ckpt: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """`evaluate.py model=vqgan data=demo_persons metrics=bodies`: the demo validation photos,
-    persons from the offline segmenter (what `make demo` scores)."""
+    """`evaluate.py model=vqgan data=demo metrics=bodies`: the demo validation photos, persons
+    from the offline segmenter (what `make demo` scores as data=demo_persons)."""
     from deid_eval.suite import evaluate
 
     monkeypatch.delenv("DEID_WEIGHT_RESNET50_IMAGENET", raising=False)
@@ -149,7 +149,7 @@ def test_evaluate_bodies_on_the_demo_set(
         "model.face_detector=null",
         "model.device=cpu",
         "device=cpu",
-        "data=demo_persons",
+        "data=demo",
         f"data.root={demo_root}",
         "metrics=bodies",
         "metrics.backbone=fid_inception",
@@ -165,6 +165,7 @@ def test_evaluate_bodies_on_the_demo_set(
         result = evaluate(cfg, run_dir=tmp_path / "run")
     section = result["metrics"]["silhouette_knn"]
     assert section["queries"] == section["gallery"] == 6
+    assert result["dataset"]["persons_from"].startswith("mediapipe")
     assert section["anonymizer_counts"]["persons"] == 6
     assert (
         section["anonymizer_counts"]["synthesized"] + section["anonymizer_counts"]["fallbacks"] == 6

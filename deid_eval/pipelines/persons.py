@@ -25,8 +25,9 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from tqdm import tqdm
 
 from deid.anonymizers.base import NEEDS_FACES, NEEDS_LANDMARKS, Anonymizer, Subject
-from deid.datasets.records import PersonRecord
+from deid.datasets.records import FaceRecord, PersonRecord
 from deid.datasets.registry import build_dataset
+from deid.datasets.segmented_photos import persons_of_photos
 from deid.errors import DeidError
 from deid.faces import Face, LandmarkPredictor
 from deid.features.silhouette import (
@@ -290,12 +291,13 @@ def person_records(cfg: DictConfig) -> tuple[list[PersonRecord], list[ImageGroup
     """The person records of `cfg.data`, cut to the first `cfg.limit` images."""
     options = OmegaConf.to_container(cfg.data, resolve=True)
     assert isinstance(options, dict)
-    records = build_dataset(options, for_evaluation=True)
+    records: list[Any] = build_dataset(options, for_evaluation=True)
+    segmented_by = None
     if records and not isinstance(records[0], PersonRecord):
-        raise DeidError(
-            f"metrics=bodies needs a person dataset (coco_persons, supervisely, mots); "
-            f"{options['name']!r} has no person masks"
-        )
+        # a photo set without person masks (data=demo): one person per photo, the largest
+        # the offline segmenter finds, as data=demo_persons does
+        segmented_by = str(cfg.metrics.get("segmenter", "mediapipe"))
+        records = persons_of_photos(unique_photos(records), segmented_by)
     groups = group_by_image(records)
     if cfg.get("limit"):
         groups = groups[: int(cfg.limit)]
@@ -312,7 +314,17 @@ def person_records(cfg: DictConfig) -> tuple[list[PersonRecord], list[ImageGroup
         "root": str(options["root"]),
         "split": options.get("split"),
     }
+    if segmented_by is not None:
+        info["persons_from"] = f"{segmented_by} segmenter (largest person per photo)"
     return records, groups, info
+
+
+def unique_photos(records: Sequence[FaceRecord]) -> list[FaceRecord]:
+    """One record per image file (a face dataset may list several faces of one photo)."""
+    seen: dict[Path, FaceRecord] = {}
+    for record in records:
+        seen.setdefault(Path(record.path), record)
+    return list(seen.values())
 
 
 def _face_spec(cfg: DictConfig, anonymizer: Anonymizer) -> dict[str, Any] | None:
