@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 
@@ -211,3 +213,20 @@ def test_mtcnn_matches_facenet_pytorch_detect_face(astronaut: np.ndarray, demo_r
         exact += bool(np.allclose(got, want, atol=1e-3))
         assert all(iou(a[:4], b[:4]) > 0.8 for a, b in zip(got, want, strict=True))
     assert exact >= 12  # of 13
+
+
+def test_mediapipe_loads_without_pyplot_and_its_plotting_still_works() -> None:
+    """MediaPipe's package imports matplotlib.pyplot eagerly (~0.5 s); ours defers it until
+    used, and the real pyplot is what MediaPipe's drawing utilities then get."""
+    code = (
+        "import sys\n"
+        "from deid.faces import build_detector\n"
+        "build_detector('mediapipe')\n"
+        "assert 'matplotlib.pyplot' not in sys.modules, 'pyplot was imported'\n"
+        "from mediapipe.python.solutions import drawing_utils\n"
+        "import matplotlib.pyplot as plt\n"
+        "assert drawing_utils.plt.figure is plt.figure and type(plt).__name__ == 'module'\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]

@@ -267,3 +267,36 @@ def test_track_video_end_to_end() -> None:
         for track, true_face in enumerate(truth[t]):
             err = np.abs(by_track[track].face.landmarks - true_face.landmarks).mean()
             assert err < 1.5
+
+
+@pytest.mark.parametrize(
+    ("length", "window", "polyorder"), [(3, 3, 2), (7, 5, 2), (40, 7, 3), (12, 5, 0)]
+)
+def test_savgol_equals_scipy_with_interp_edges(length: int, window: int, polyorder: int) -> None:
+    """Our Savitzky-Golay (written out: scipy.signal takes ~0.9 s to import) against scipy's."""
+    from scipy.signal import savgol_filter
+
+    from deid.anonymizers.tracking import savgol_interp
+
+    series = np.random.default_rng(length).normal(size=(length, 6)).cumsum(axis=0)
+    expected = savgol_filter(series, window, polyorder, axis=0, mode="interp")
+    np.testing.assert_allclose(savgol_interp(series, window, polyorder), expected, atol=1e-9)
+
+
+def test_assignment_equals_scipy_in_total_cost() -> None:
+    """Enumerated small assignments (and scipy's for large ones) reach scipy's optimum."""
+    from scipy.optimize import linear_sum_assignment
+
+    from deid.anonymizers.tracking import min_cost_assignment
+
+    rng = np.random.default_rng(0)
+    for rows, cols in [(1, 1), (1, 5), (3, 2), (4, 8), (8, 4), (2, 6), (6, 9), (12, 3)]:
+        for _ in range(20):
+            cost = rng.normal(size=(rows, cols))
+            pairs = min_cost_assignment(cost)
+            best_rows, best_cols = linear_sum_assignment(cost)
+            assert len(pairs) == min(rows, cols)
+            assert len({r for r, _ in pairs}) == len({c for _, c in pairs}) == len(pairs)
+            assert sum(cost[r, c] for r, c in pairs) == pytest.approx(
+                cost[best_rows, best_cols].sum()
+            )

@@ -14,6 +14,7 @@ from deid.bodies.base import (
     check_rgb,
     instances_from_union,
 )
+from deid.mediapipe_import import import_mediapipe
 
 _WEIGHTS = {0: "mediapipe_selfie", 1: "mediapipe_selfie_landscape"}
 SQUARE_ASPECT = 1.4  # images more elongated than this are segmented as overlapping squares
@@ -50,6 +51,7 @@ class MediaPipeSelfieSegmenter:
             )
         # Fails with a clear MissingWeightError (what to pip install) when mediapipe is absent.
         weights.resolve(_WEIGHTS[model_selection])
+        import_mediapipe()
         from mediapipe.python.solutions import selfie_segmentation
 
         self.model_selection = model_selection

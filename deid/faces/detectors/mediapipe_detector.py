@@ -8,6 +8,7 @@ import numpy as np
 
 from deid.faces.detectors.base import FaceDetector
 from deid.faces.types import Face, check_rgb_image
+from deid.mediapipe_import import import_mediapipe
 
 _WEIGHTS = {0: "mediapipe_face_short", 1: "mediapipe_face_full"}
 
@@ -32,6 +33,7 @@ class MediaPipeDetector(FaceDetector):
                 f"model_selection must be 0 (short range) or 1 (full range), got {model_selection!r}"
             )
         resolve(_WEIGHTS[model_selection])  # a clear MissingWeightError before MediaPipe's own
+        import_mediapipe()
         from mediapipe.python.solutions.face_detection import FaceDetection
 
         self.model_selection = int(model_selection)
