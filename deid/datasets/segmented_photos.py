@@ -25,8 +25,12 @@ def persons_of_photos(
     faces: list[FaceRecord], segmenter: str = "mediapipe", min_fraction: float = 0.02
 ) -> list[PersonRecord]:
     """One person per photo of a face dataset's records (the registry's `segmented_photos`
-    reads those records by name: `photos: demo`)."""
+    reads those records by name: `photos: demo`); a photo listed with several faces is one
+    photo."""
     masks = _Masks(segmenter, float(min_fraction))
+    photos: dict[Path, FaceRecord] = {}
+    for record in faces:
+        photos.setdefault(Path(record.path), record)
     return [
         PersonRecord(
             path=record.path,
@@ -35,7 +39,7 @@ def persons_of_photos(
             split=record.split,
             mask_loader=functools.partial(masks.largest, record.path),
         )
-        for record in faces
+        for record in photos.values()
     ]
 
 

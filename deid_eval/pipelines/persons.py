@@ -25,7 +25,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from tqdm import tqdm
 
 from deid.anonymizers.base import NEEDS_FACES, NEEDS_LANDMARKS, Anonymizer, Subject
-from deid.datasets.records import FaceRecord, PersonRecord
+from deid.datasets.records import PersonRecord
 from deid.datasets.registry import build_dataset
 from deid.datasets.segmented_photos import persons_of_photos
 from deid.errors import DeidError
@@ -297,7 +297,7 @@ def person_records(cfg: DictConfig) -> tuple[list[PersonRecord], list[ImageGroup
         # a photo set without person masks (data=demo): one person per photo, the largest
         # the offline segmenter finds, as data=demo_persons does
         segmented_by = str(cfg.metrics.get("segmenter", "mediapipe"))
-        records = persons_of_photos(unique_photos(records), segmented_by)
+        records = persons_of_photos(records, segmented_by)
     groups = group_by_image(records)
     if cfg.get("limit"):
         groups = groups[: int(cfg.limit)]
@@ -317,14 +317,6 @@ def person_records(cfg: DictConfig) -> tuple[list[PersonRecord], list[ImageGroup
     if segmented_by is not None:
         info["persons_from"] = f"{segmented_by} segmenter (largest person per photo)"
     return records, groups, info
-
-
-def unique_photos(records: Sequence[FaceRecord]) -> list[FaceRecord]:
-    """One record per image file (a face dataset may list several faces of one photo)."""
-    seen: dict[Path, FaceRecord] = {}
-    for record in records:
-        seen.setdefault(Path(record.path), record)
-    return list(seen.values())
 
 
 def _face_spec(cfg: DictConfig, anonymizer: Anonymizer) -> dict[str, Any] | None:
