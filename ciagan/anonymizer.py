@@ -23,8 +23,8 @@ import cv2
 import numpy as np
 import torch
 
-from ciagan.data import to_image_tensor, to_map_tensor, to_uint8_image
 from ciagan.nets import Generator, condition_name, inpaint
+from ciagan.tensors import to_image_tensor, to_map_tensor, to_uint8_image
 from deid.anonymizers.base import NEEDS_FACES, NEEDS_LANDMARKS, Subject, check_subjects
 from deid.checkpoints import experiment_name, hyper_parameters, load_checkpoint, submodule_weights
 from deid.errors import DeidError

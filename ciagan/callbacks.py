@@ -10,8 +10,8 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
-from ciagan.data import to_uint8_image
 from ciagan.module import CiaganModule
+from ciagan.tensors import to_uint8_image
 from deid.training import PeriodicSamples
 
 

@@ -18,9 +18,9 @@ from typing import Any
 import albumentations as A
 import cv2
 import numpy as np
-import torch
 from torch.utils.data import Dataset
 
+from ciagan.tensors import to_image_tensor, to_map_tensor
 from deid.errors import DeidError, unknown_name
 from deid.faces.render import face_mask, landmark_image, resize_points
 from deid.media import read_image
@@ -185,22 +185,6 @@ class FaceTriplets(Dataset):
             "target_label": self._label(target),
             "index": index,
         }
-
-
-def to_image_tensor(image: np.ndarray) -> torch.Tensor:
-    """(H, W, 3) uint8 -> (3, H, W) float in [-1, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 127.5 - 1.0
-
-
-def to_map_tensor(image: np.ndarray) -> torch.Tensor:
-    """(H, W, C) uint8 {0, 255} -> (C, H, W) float in {0, 1}."""
-    return (torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1) > 127).float()
-
-
-def to_uint8_image(tensor: torch.Tensor) -> np.ndarray:
-    """(3, H, W) float in [-1, 1] -> (H, W, 3) uint8."""
-    array = ((tensor.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().byte()
-    return array.permute(1, 2, 0).numpy()
 
 
 class FaceImages(FaceTriplets):

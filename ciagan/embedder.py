@@ -26,9 +26,9 @@ import cv2
 import numpy as np
 import torch
 
-from ciagan.data import to_image_tensor
 from ciagan.module import IDENTITY_PRETRAIN_COMMAND
 from ciagan.nets import IdentityNet
+from ciagan.tensors import to_image_tensor
 from deid.checkpoints import hyper_parameters, load_checkpoint, submodule_weights
 from deid.errors import DeidError
 from deid.faces.embedders import FaceEmbedder

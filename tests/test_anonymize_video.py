@@ -120,3 +120,35 @@ def test_video_keeps_frames_fills_gaps_and_keeps_identities(video: Path, tmp_pat
     assert other["files"][0]["identities"].keys() == identities.keys()
     assert other["files"][0]["identities"] != identities
     assert other["counts"]["faces_interpolated"] == 0  # no missed detection this time
+
+
+def test_worker_threads_keep_their_models_and_match_one_thread(
+    video: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two worker threads, two videos, two passes each: two detectors are built in all (the
+    first worker takes over the main thread's), and the frames equal a one-thread run's."""
+    import deid.anonymizers.runner as runner
+
+    built: list[str] = []
+    real = runner.build_detector
+
+    def counting(*args, **kwargs):
+        built.append("detector")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "build_detector", counting)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("a.mp4", "b.mp4"):
+        (folder / name).write_bytes(video.read_bytes())
+    outputs = {}
+    for workers in (2, 1):
+        built.clear()
+        out = tmp_path / f"w{workers}"
+        args = [str(folder), "-o", str(out), "--detector", "mediapipe", "--no-progress"]
+        summary = anonymize(compose_config(parser().parse_args([*args, "--workers", str(workers)])))
+        assert summary["counts"]["faces_found"] == 2 * 2 * FRAMES
+        assert len(built) == workers
+        with VideoReader(out / "b.mp4") as reader:
+            outputs[workers] = np.stack(list(reader))
+    assert np.array_equal(outputs[2], outputs[1])

@@ -18,7 +18,7 @@ people sharing one would link them, so the threshold stays below where different
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -60,10 +60,19 @@ class Session:
 
 @dataclass
 class PhotoLinker:
-    embedder: FaceEmbedder
+    """`make_embedder` is called on the first photo: a run of videos never loads FaceNet."""
+
+    make_embedder: Callable[[], FaceEmbedder]
     threshold: float = 1.0
     min_face: int = 32
     sessions: dict[str, Session] = field(default_factory=dict)
+    _embedder: FaceEmbedder | None = field(default=None, repr=False)
+
+    @property
+    def embedder(self) -> FaceEmbedder:
+        if self._embedder is None:
+            self._embedder = self.make_embedder()
+        return self._embedder
 
     def persons(self, camera: str, image: np.ndarray, faces: Sequence[Face]) -> list[str]:
         """The person name of each face of one photo of session `camera`."""

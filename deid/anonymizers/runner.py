@@ -162,12 +162,14 @@ def build_pipeline(
     if method.name == "original":
         _warn("the method original does not anonymize: every face is written unchanged")
 
-    def make_perception(given: FaceDetector | None = None) -> Perception:
-        landmarks = segmenter = None
-        if needs_landmarks:
-            from deid.faces import LandmarkPredictor
+    shared_landmarks = None
+    if needs_landmarks:  # one for all threads: dlib's predictor keeps no state between calls
+        from deid.faces import LandmarkPredictor
 
-            landmarks = LandmarkPredictor()
+        shared_landmarks = LandmarkPredictor()
+
+    def make_perception(given: FaceDetector | None = None) -> Perception:
+        landmarks, segmenter = shared_landmarks, None
         if needs_mask:
             from deid.bodies import build_segmenter
 
@@ -185,7 +187,7 @@ def build_pipeline(
         from deid.anonymizers.linking import PhotoLinker
         from deid.faces import build_embedder
 
-        linker = PhotoLinker(build_embedder("facenet_casia"), settings.link_threshold)
+        linker = PhotoLinker(lambda: build_embedder("facenet_casia"), settings.link_threshold)
     pipeline = Pipeline(
         settings=settings,
         perception=perception,
@@ -311,6 +313,32 @@ def _reusable(record: FileRecord | None, audit: bool) -> bool:
     return record is not None and (not audit or record.audit is not None)
 
 
+def _run_jobs(
+    pipeline: Pipeline,
+    plan: Plan,
+    settings: AnonymizeSettings,
+    earlier: dict[str, FileRecord],
+    summary: Summary,
+    start: float,
+) -> None:
+    """Every job in order, the summary rewritten after each (a crash leaves what finished)."""
+    jobs: Sequence[Job] = plan.jobs
+    bar = tqdm(jobs, desc="anonymize", unit="file", disable=None if settings.progress else True)
+    for job in bar:
+        bar.set_postfix_str(job.rel[-40:], refresh=False)
+        previous = earlier.get(str(job.src))
+        if _reusable(previous, settings.audit.enabled):
+            assert previous is not None
+            previous.reused = True
+            summary.records.append(previous)
+            if pipeline.linker is not None and job.kind == "image":
+                register_photo(pipeline, job)
+        else:
+            summary.records.append(_process(pipeline, job))
+        summary.seconds = time.perf_counter() - start
+        summary.write(plan.summary)
+
+
 def anonymize(
     cfg: DictConfig,
     *,
@@ -333,21 +361,10 @@ def anonymize(
     if remove_stale_temps(plan):
         _warn("removed unfinished temp files an interrupted run left beside the outputs")
     summary = Summary(recorded, fingerprint, audit=settings.audit.enabled)
-    jobs: Sequence[Job] = plan.jobs
-    bar = tqdm(jobs, desc="anonymize", unit="file", disable=None if settings.progress else True)
-    for job in bar:
-        bar.set_postfix_str(job.rel[-40:], refresh=False)
-        previous = earlier.get(str(job.src))
-        if _reusable(previous, settings.audit.enabled):
-            assert previous is not None
-            previous.reused = True
-            summary.records.append(previous)
-            if pipeline.linker is not None and job.kind == "image":
-                register_photo(pipeline, job)
-        else:
-            summary.records.append(_process(pipeline, job))
-        summary.seconds = time.perf_counter() - start
-        summary.write(plan.summary)
+    try:
+        _run_jobs(pipeline, plan, settings, earlier, summary, start)
+    finally:
+        pipeline.close()
     summary.finished = True
     summary.seconds = time.perf_counter() - start
     summary.write(plan.summary)

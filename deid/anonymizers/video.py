@@ -26,7 +26,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, wait
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -47,6 +47,7 @@ Item = TypeVar("Item")
 Result = TypeVar("Result")
 H264_CONTAINERS = (".mp4", ".m4v", ".mov")
 MAX_BITRATE_RATIO = 1.4  # H.264 output capped at this multiple of the source's bitrate
+AHEAD = 16  # frames per worker in flight: a slow frame (MTCNN every 8th) must not idle the rest
 
 
 def prefetch(items: Iterable[Item], depth: int = 8) -> Iterator[Item]:
@@ -84,10 +85,6 @@ def prefetch(items: Iterable[Item], depth: int = 8) -> Iterator[Item]:
                 thread.join(timeout=0.05)
 
 
-def worker_count(requested: int) -> int:
-    return requested if requested > 0 else max(1, os.cpu_count() or 1)
-
-
 @contextmanager
 def _torch_threads(count: int) -> Iterator[None]:
     """Torch's intra-op threads while `count` worker threads run torch models at once."""
@@ -121,19 +118,25 @@ def ordered_map(
     """`work(index, item)` for every item on the run's worker threads (each with its own
     perception models), results in input order; torch gets cores / workers threads meanwhile.
     Without a perception factory (injected detector) everything runs on this thread."""
-    workers = worker_count(pipeline.settings.workers) if pipeline.make_perception else 1
+    workers = pipeline.workers
     if workers == 1:
         yield from (work(index, item) for index, item in enumerate(items))
         return
     pending: deque[Future[Result]] = deque()
     cores = max(1, (os.cpu_count() or 1) // workers)
-    with _torch_threads(cores), ThreadPoolExecutor(workers, "deid-frames") as pool:
-        for index, item in enumerate(items):
-            pending.append(pool.submit(work, index, item))
-            while len(pending) > 2 * workers:
+    pool = pipeline.pool()
+    with _torch_threads(cores):
+        try:
+            for index, item in enumerate(items):
+                pending.append(pool.submit(work, index, item))
+                while len(pending) > AHEAD * workers:
+                    yield pending.popleft().result()
+            while pending:
                 yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
+        finally:  # an error or an early stop: no work of this pass outlives it
+            for future in pending:
+                future.cancel()
+            wait(pending)
 
 
 def detect_faces(pipeline: Pipeline, reader: VideoReader, label: str) -> list[list[Face]]:
