@@ -25,6 +25,7 @@ import torch
 
 from ciagan.nets import Generator, condition_name, inpaint
 from ciagan.tensors import to_image_tensor, to_map_tensor, to_uint8_image
+from ciagan.traced import TracedGenerator
 from deid.anonymizers.base import NEEDS_FACES, NEEDS_LANDMARKS, Subject, check_subjects
 from deid.checkpoints import experiment_name, hyper_parameters, load_checkpoint, submodule_weights
 from deid.errors import DeidError
@@ -89,15 +90,25 @@ class CiaganAnonymizer:
         device: str | torch.device | None = None,
         name: str = "ciagan",
         precision: str = "fp32",
+        trace: bool | None = False,
     ) -> None:
         """`name`: how results and summaries call this method (the checkpoint's experiment).
         `precision`: fp32, bf16 (autocast), or auto (bf16 where the hardware computes it
         natively: CUDA with bf16, CPUs with AVX-512 BF16 / AMX; measured 1.35x for the 64 px
-        demo generator on this CPU; the outputs differ from fp32 by a few grey levels)."""
+        demo generator on this CPU; the outputs differ from fp32 by a few grey levels).
+        `trace`: run a frozen TorchScript copy (`ciagan.traced`); None = on CPU. Off by default
+        here, since a generator passed in may still be training; `from_checkpoint` (a fresh
+        generator of its own) turns it on."""
         self.name = name
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.bf16 = use_bf16(precision, self.device)
         self.generator = generator.to(self.device).eval()
+        # the network `generate` runs: a frozen TorchScript graph on CPU (faster), unless `trace`
+        # is False or the generator is shared with training (then it must stay a live module)
+        self.trace = self.device.type == "cpu" if trace is None else bool(trace)
+        self.network: Generator | TracedGenerator = (
+            TracedGenerator(self.generator) if self.trace else self.generator
+        )
         self.image_size = generator.image_size
         self.num_identities = generator.num_identities
         self.condition = condition_name(condition)
@@ -114,6 +125,7 @@ class CiaganAnonymizer:
     def from_checkpoint(cls, path: str | Path | None, **options: Any) -> CiaganAnonymizer:
         generator, condition, state = load_generator(path)
         options.setdefault("name", experiment_name(state) or cls.name)
+        options.setdefault("trace", None)
         return cls(generator, condition=condition, **options)
 
     # ------------------------------------------------------------------ per face
@@ -163,7 +175,7 @@ class CiaganAnonymizer:
             mask = torch.stack([to_map_tensor(f.mask[..., None]) for f in chunk]).to(self.device)
             target = torch.tensor(identities[start : start + len(chunk)], device=self.device)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-                composite, _ = inpaint(self.generator, image, pose, mask, target, self.condition)
+                composite, _ = inpaint(self.network, image, pose, mask, target, self.condition)
             composite = composite.float()
             outputs.extend(to_uint8_image(c) for c in composite)
         return outputs

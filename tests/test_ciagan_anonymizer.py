@@ -139,3 +139,20 @@ def test_bf16_inference_stays_close_to_fp32(two_faces: Subject) -> None:
     assert difference.mean() < 2.0 and difference.max() < 64
     with pytest.raises(DeidError, match="precision must be"):
         _anonymizer(precision="fp16")
+
+
+def test_traced_generator_gives_the_eager_faces(two_faces: Subject) -> None:
+    """The frozen TorchScript copy (the CPU default from a checkpoint) paints the same faces as
+    the module: equal in fp32 up to float rounding, for a batch of 2 and then of 1 (one trace
+    serves every batch size); under bf16 as close to the eager bf16 output as bf16 allows."""
+    single = Subject(two_faces.image, two_faces.faces[:1])
+    for precision, tolerance in (("fp32", 1), ("bf16", 24)):
+        eager = _anonymizer(precision=precision, trace=False)
+        traced = _anonymizer(precision=precision, trace=True)
+        for subject in (two_faces, single):
+            (want,) = eager.anonymize([subject], seeds=[0])
+            (got,) = traced.anonymize([subject], seeds=[0])
+            difference = np.abs(want.astype(int) - got)
+            assert difference.max() <= tolerance and difference.mean() < 0.5
+        assert traced.network._graph is not None  # it really ran the traced graph
+    assert isinstance(_anonymizer().network, Generator)  # off unless asked (or from_checkpoint)

@@ -230,3 +230,17 @@ def test_mediapipe_loads_without_pyplot_and_its_plotting_still_works() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+def test_mtcnn_summed_area_table_is_exact_at_any_size() -> None:
+    """OpenCV's int32 table equals a plain float64 double cumsum; a frame too large for int32
+    sums (255 x H x W >= 2^31) gets an exact float64 table instead of wrapping around."""
+    from deid.faces.detectors.mtcnn import integral_image
+
+    rng = np.random.default_rng(0)
+    for shape, dtype in (((480, 640, 3), np.int32), ((2950, 2950, 3), np.float64)):
+        image = rng.integers(200, 256, shape, dtype=np.uint8)
+        table = integral_image(image)
+        assert table.dtype == dtype and table.shape == (shape[0] + 1, shape[1] + 1, 3)
+        want = np.cumsum(np.cumsum(image, axis=0, dtype=np.float64), axis=1)
+        assert np.array_equal(table[1:, 1:], want) and not table[0].any() and not table[:, 0].any()

@@ -12,6 +12,7 @@ inference alike.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -207,7 +208,7 @@ def condition_name(condition: str) -> str:
 
 
 def inpaint(
-    generator: Generator,
+    generator: Generator | Any,
     image: Tensor,
     pose: Tensor,
     mask: Tensor,
@@ -215,6 +216,9 @@ def inpaint(
     condition: str = "pose",
 ) -> tuple[Tensor, Tensor]:
     """(composite, raw): the generated region inside `mask`, the source background outside.
+
+    `generator`: a `Generator`, or anything that calls like one and has its `pixel_range`
+    (`ciagan.traced.TracedGenerator`).
 
     image (B, 3, S, S) in [-1, 1]; pose (B, 3, S, S) and mask (B, 1, S, S) in {0, 1}; target
     (B,) identity labels. The generator sees the background (`image` outside the mask) and the

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import cv2
 import numpy as np
 
 from deid.faces.detectors.base import FaceDetector
@@ -84,10 +85,12 @@ def _regress(boxes: np.ndarray, reg: np.ndarray, inclusive: bool = True) -> np.n
 
 
 def integral_image(image: np.ndarray) -> np.ndarray:
-    """(H + 1, W + 1, C) float64 summed-area table: any box's pixel sum in four lookups."""
-    table = np.zeros((image.shape[0] + 1, image.shape[1] + 1, image.shape[2]), np.float64)
-    np.cumsum(np.cumsum(image, axis=0, dtype=np.float64), axis=1, out=table[1:, 1:])
-    return table
+    """(H + 1, W + 1, C) summed-area table of a uint8 image: any box's pixel sum in four
+    lookups. Exact integers: int32 (OpenCV's, ~30x faster than two numpy cumsums, and half the
+    memory to gather from) while 255 x H x W fits, else float64 (exact up to 2^53)."""
+    fits = 255 * image.shape[0] * image.shape[1] < 2**31
+    table = cv2.integral(image, sdepth=cv2.CV_32S if fits else cv2.CV_64F)
+    return table.reshape(image.shape[0] + 1, image.shape[1] + 1, image.shape[2])
 
 
 def _bins(starts: np.ndarray, sizes: np.ndarray, out: int) -> tuple[np.ndarray, np.ndarray]:
