@@ -20,7 +20,7 @@ from ciagan.nets import Generator
 from deid.anonymizers.base import NEEDS_FACES, NEEDS_LANDMARKS, Subject
 from deid.anonymizers.baselines import blur
 from deid.anonymizers.cli import compose_config, parser
-from deid.anonymizers.frame import FrameAnonymizer
+from deid.anonymizers.frame import FrameAnonymizer, FrameInput
 from deid.anonymizers.inputs import plan_jobs
 from deid.anonymizers.runner import IncompleteAnonymizationError, anonymize
 from deid.errors import DeidError
@@ -223,6 +223,58 @@ def test_faces_the_method_cannot_take_fall_back_face_by_face(
     result = FrameAnonymizer(FailsOnMiddleFace())(image, faces)
     assert result.anonymized == 2 and result.fallback_faces == [1]
     assert min(_changed_per_face(image, result.image, faces)) > 0.5
+
+
+def test_frames_in_one_call_equal_frames_one_by_one(
+    group: tuple[Path, list[Face]], tiny_ckpt: Path
+) -> None:
+    """`many` (how video frames go, in pairs): one method call for all frames, the same
+    images and records as frame by frame; a call that fails sends every frame alone, where a
+    face the method cannot take still costs only itself."""
+    path, faces = group
+    image = read_image(path)
+    shifted = np.roll(image, 7, axis=1)  # a second, different frame
+    ciagan = CiaganAnonymizer.from_checkpoint(tiny_ckpt, device="cpu", precision="fp32")
+    frames = FrameAnonymizer(ciagan, "blackbox")
+    inputs = [
+        FrameInput.of(image, faces, [1, 2, 3], seed=5),
+        FrameInput.of(shifted, [faces[0].with_landmarks(None)], [4], seed=6),  # falls back
+        FrameInput.of(image, [], [], seed=7),  # nothing to do
+    ]
+    calls: list[int] = []
+    real = ciagan.anonymize
+
+    def counting(subjects, seeds=None):
+        calls.append(len(subjects))
+        return real(subjects, seeds)
+
+    ciagan.anonymize = counting
+    together = frames.many(inputs)
+    assert calls == [1]  # one call; the other frames had nothing the method could take
+    calls.clear()
+    alone = [frames(i.image, i.faces, i.identities, seed=i.seed) for i in inputs]
+    assert calls == [1]
+    for a, b in zip(together, alone, strict=True):
+        assert np.abs(a.image.astype(int) - b.image).max() <= 1  # float rounding only
+        assert (a.anonymized, a.fallbacks, a.regions) == (b.anonymized, b.fallbacks, b.regions)
+    assert together[1].anonymized == 0 and together[1].fallback_faces == [0]
+    calls.clear()
+    pair = [inputs[0], FrameInput.of(shifted, faces, [1, 2, 3], seed=8)]
+    assert [r.anonymized for r in frames.many(pair)] == [3, 3] and calls == [2]
+
+    class FailsOnMiddleFace:  # raises whenever the middle face is in the call
+        name, needs = "picky", frozenset({NEEDS_FACES, NEEDS_LANDMARKS})
+
+        def anonymize(self, subjects, seeds=None):
+            if any(f is faces[1] for s in subjects for f in s.faces):
+                raise ValueError("cannot")
+            return blur(9).anonymize(subjects)
+
+    picky = FrameAnonymizer(FailsOnMiddleFace())
+    results = picky.many([FrameInput.of(image, faces), FrameInput.of(shifted, faces[:1])])
+    assert [r.anonymized for r in results] == [2, 1]
+    assert results[0].fallback_faces == [1] and results[1].fallbacks == []
+    assert min(_changed_per_face(image, results[0].image, faces)) > 0.5
 
 
 def test_a_broken_generator_falls_back_everywhere_and_strict_fails(

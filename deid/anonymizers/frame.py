@@ -10,11 +10,15 @@
 No face is ever returned untouched because something failed. Regions the method covered with
 a fallback of its own (`last_fallbacks`, see `deid.anonymizers.base.Anonymizer.anonymize`; e.g.
 a person a body method could not synthesize) are listed apart, in `method_fallbacks`.
+`many(frames)` does the same for several frames in one method call (videos send frames in
+pairs, so a generator gets a larger batch); if that call fails, each frame goes alone.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -46,6 +50,37 @@ class FrameResult:
     method_fallbacks: list[str] = field(default_factory=list)
 
 
+@dataclass
+class FrameInput:
+    """One frame and what the method needs for it."""
+
+    image: np.ndarray
+    faces: list[Face]
+    identities: list[int] | None = None
+    person_mask: np.ndarray | None = None
+    seed: int = 0
+
+    @classmethod
+    def of(
+        cls,
+        image: np.ndarray,
+        faces: Sequence[Face],
+        identities: Sequence[int] | None = None,
+        person_mask: np.ndarray | None = None,
+        seed: int = 0,
+    ) -> FrameInput:
+        ids = None if identities is None else [int(v) for v in identities]
+        if ids is not None and len(ids) != len(faces):
+            raise ValueError(f"{len(ids)} identities for {len(faces)} faces")
+        return cls(image, list(faces), ids, person_mask, seed)
+
+    def subject(self, indices: list[int]) -> Subject:
+        """The method's view of this frame: only the faces `indices`."""
+        ids = None if self.identities is None else [self.identities[i] for i in indices]
+        faces = [self.faces[i] for i in indices]
+        return Subject(self.image, faces, person_mask=self.person_mask, identities=ids)
+
+
 def _one_line(err: BaseException) -> str:
     text = " ".join(str(err).split())
     return f"{type(err).__name__}: {text}" if text else type(err).__name__
@@ -75,6 +110,10 @@ class FrameAnonymizer:
         self.expand = float(expand)
         self.needs_landmarks = NEEDS_LANDMARKS in method.needs
         self.needs_mask = NEEDS_PERSON_MASK in method.needs
+        reports = hasattr(method, "last_fallbacks")
+        self._reporting: AbstractContextManager[object] = (
+            threading.Lock() if reports else nullcontext()
+        )
 
     def problem(self, face: Face, person_mask: np.ndarray | None) -> str | None:
         """Why the method cannot take `face` (None when it can)."""
@@ -89,6 +128,12 @@ class FrameAnonymizer:
                 return "the person mask misses this face"
         return None
 
+    def _check(self, out: object, image: np.ndarray) -> np.ndarray:
+        if not isinstance(out, np.ndarray) or out.shape != image.shape or out.dtype != np.uint8:
+            got = getattr(out, "shape", type(out).__name__)
+            raise ValueError(f"{self.method.name} returned {got}, expected {image.shape} uint8")
+        return out
+
     def _run(
         self,
         image: np.ndarray,
@@ -96,23 +141,42 @@ class FrameAnonymizer:
         identities: list[int] | None,
         person_mask: np.ndarray | None,
         seed: int,
-    ) -> np.ndarray:
+    ) -> tuple[np.ndarray, list[str]]:
         subject = Subject(image, faces, person_mask=person_mask, identities=identities)
-        outputs = self.method.anonymize([subject], seeds=[seed])
+        outputs, own = self._anonymize([subject], [seed])
         if len(outputs) != 1:
             raise ValueError(f"{self.method.name} returned {len(outputs)} images for 1")
-        (out,) = outputs
-        if not isinstance(out, np.ndarray) or out.shape != image.shape or out.dtype != np.uint8:
-            got = getattr(out, "shape", type(out).__name__)
-            raise ValueError(f"{self.method.name} returned {got}, expected {image.shape} uint8")
-        return out
+        return self._check(outputs[0], image), own[0]
 
-    def method_fallbacks(self) -> list[str]:
-        """What the method's latest (one-subject) call covered with its own fallback."""
+    def _anonymize(
+        self, subjects: list[Subject], seeds: list[int]
+    ) -> tuple[list[np.ndarray], list[list[str]]]:
+        """The method's outputs and its own fallbacks per subject, read together: a method
+        that reports `last_fallbacks` runs on one thread at a time, so another frame's call
+        cannot overwrite the report in between (video frames run on several threads)."""
+        with self._reporting:
+            outputs = self.method.anonymize(subjects, seeds=seeds)
+            return outputs, self.method_fallbacks(len(subjects))
+
+    def method_fallbacks(self, subjects: int = 1) -> list[list[str]]:
+        """What the method's latest call (on `subjects` subjects) covered with its own fallback,
+        per subject."""
         reported = getattr(self.method, "last_fallbacks", None)
-        if not isinstance(reported, list) or len(reported) != 1:
-            return []
-        return [str(reason) for reason in reported[0]]
+        if not isinstance(reported, list) or len(reported) != subjects:
+            return [[] for _ in range(subjects)]
+        return [[str(reason) for reason in each] for each in reported]
+
+    def _split(self, frame: FrameInput) -> tuple[list[int], dict[int, str]]:
+        """(faces the method takes, {face: why not} for the rest)."""
+        good: list[int] = []
+        failed: dict[int, str] = {}
+        for index, face in enumerate(frame.faces):
+            problem = self.problem(face, frame.person_mask)
+            if problem is None:
+                good.append(index)
+            else:
+                failed[index] = problem
+        return good, failed
 
     def __call__(
         self,
@@ -122,40 +186,80 @@ class FrameAnonymizer:
         person_mask: np.ndarray | None = None,
         seed: int = 0,
     ) -> FrameResult:
-        faces = list(faces)
-        ids = None if identities is None else [int(v) for v in identities]
-        if ids is not None and len(ids) != len(faces):
-            raise ValueError(f"{len(ids)} identities for {len(faces)} faces")
-        failed: dict[int, str] = {}
-        good: list[int] = []
-        for index, face in enumerate(faces):
-            problem = self.problem(face, person_mask)
-            if problem is None:
-                good.append(index)
-            else:
-                failed[index] = problem
+        return self._one(FrameInput.of(image, faces, identities, person_mask, seed))
+
+    def many(self, frames: Sequence[FrameInput]) -> list[FrameResult]:
+        """Several frames through one method call, so a generator sees all their faces in one
+        batch (a 64 px CIAGAN paints ~1.3x as many faces per second at 6 per batch as at 3).
+        If that call fails or returns something wrong, every frame goes alone (`__call__`),
+        so a bad face still only costs itself."""
+        if len(frames) == 1:
+            return [self._one(frames[0])]
+        splits = [self._split(frame) for frame in frames]
+        runs = [k for k, (good, _) in enumerate(splits) if good or self.needs_mask]
+        outputs: dict[int, np.ndarray] = {}
+        own: list[list[str]] = []
+        if runs:
+            subjects = [frames[k].subject(splits[k][0]) for k in runs]
+            try:
+                produced, own = self._anonymize(subjects, [frames[k].seed for k in runs])
+                if len(produced) != len(runs):
+                    raise ValueError(f"{len(produced)} images for {len(runs)}")
+                outputs = {
+                    k: self._check(o, frames[k].image) for k, o in zip(runs, produced, strict=True)
+                }
+            except Exception:  # isolate: frame by frame, then face by face
+                return [self._one(frame) for frame in frames]
+        reasons = dict(zip(runs, own, strict=True))
+        results = []
+        for k, frame in enumerate(frames):
+            good, failed = splits[k]
+            done = good if k in outputs else []
+            image = outputs.get(k, frame.image)
+            results.append(self._finish(frame, image, good, done, failed, reasons.get(k, [])))
+        return results
+
+    def _one(self, frame: FrameInput) -> FrameResult:
+        good, failed = self._split(frame)
+        faces, ids, person_mask = frame.faces, frame.identities, frame.person_mask
 
         def pick(indices: list[int]) -> tuple[list[Face], list[int] | None]:
             return [faces[i] for i in indices], None if ids is None else [ids[i] for i in indices]
 
-        result = image
+        result = frame.image
         done: list[int] = []
         own: list[str] = []
         if good or self.needs_mask:
             try:
-                result = self._run(image, *pick(good), person_mask, seed)
+                result, own = self._run(frame.image, *pick(good), person_mask, frame.seed)
                 done = good
-                own = self.method_fallbacks()
             except Exception as err:  # isolate the face(s) it fails on
                 if len(good) <= 1 or self.needs_mask:
                     failed.update({i: f"{self.method.name} failed: {_one_line(err)}" for i in good})
                 else:
                     for index in good:
                         try:
-                            result = self._run(result, *pick([index]), person_mask, seed)
+                            result, extra = self._run(
+                                result, *pick([index]), person_mask, frame.seed
+                            )
                             done.append(index)
+                            own += extra
                         except Exception as single:
                             failed[index] = f"{self.method.name} failed: {_one_line(single)}"
+        return self._finish(frame, result, good, done, failed, own)
+
+    def _finish(
+        self,
+        frame: FrameInput,
+        result: np.ndarray,
+        good: list[int],
+        done: list[int],
+        failed: dict[int, str],
+        own: list[str],
+    ) -> FrameResult:
+        """Fallbacks on top of what the method made (`done` of the faces it could take,
+        `good`), and the record of what covers what."""
+        image, faces = frame.image, frame.faces
         if failed:
             result = result.copy() if result is image else result
             for index in sorted(failed):
@@ -165,6 +269,7 @@ class FrameAnonymizer:
         boxes = [face_region(faces[i], image.shape, method_expand) for i in done]
         boxes += [face_region(faces[i], image.shape, self.expand) for i in order]
         mask = None
+        person_mask = frame.person_mask
         if self.needs_mask and person_mask is not None and done == good:
             mask = person_mask if person_mask.dtype == bool else person_mask >= 0.5
         return FrameResult(

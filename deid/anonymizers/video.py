@@ -1,9 +1,12 @@
 """Videos in two passes, so every frame's faces are known before any frame is written.
 
 Pass 1 reads every frame and keeps only its faces (boxes, + 68 landmarks for landmark
-methods), never the frames; detection runs on `workers` threads (each with its own models;
-dlib, MediaPipe and torch release the GIL), so both cores work, and so does pass 2's
-anonymization (results written in frame order). `track_video` then links faces
+methods), never the frames; detection runs on the run's `workers` threads (started once per
+run, each keeping its own models for every pass and file; dlib, MediaPipe and torch release
+the GIL), so both cores work, and so does pass 2's anonymization (frames in pairs, one method
+call each, `FrameAnonymizer.many`; results written in frame order). Up to 16 items per worker
+are in flight, so a slow frame (MTCNN looks at every 8th) does not idle the other worker;
+fewer for large frames (256 MB at most). `track_video` then links faces
 into tracks, smooths boxes and landmarks over time (Savitzky-Golay), fills gaps of up to
 `max_gap` frames where the detector missed a tracked face, and, when the detector looks at
 every k-th frame only (`--detect-every`, or a union member's `every`), holds each track k-1
@@ -15,7 +18,7 @@ audio. Any error removes the unfinished output (atomic write); a second pass tha
 different number of frames than the first is such an error, since frames beyond the first pass
 would have no faces to anonymize. With `--audit` a third pass reads source and output together.
 
-Memory: faces only (a few KB per frame), never frames. Cost: the video is decoded twice.
+Memory: faces (a few KB per frame) and the frames in flight. Cost: the video is decoded twice.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ import numpy as np
 from tqdm import tqdm
 
 from deid.anonymizers.audit import AuditReport
-from deid.anonymizers.frame import FrameResult
+from deid.anonymizers.frame import FrameInput, FrameResult
 from deid.anonymizers.inputs import Job
 from deid.anonymizers.pipeline import Pipeline
 from deid.anonymizers.summary import FileRecord
@@ -47,7 +50,9 @@ Item = TypeVar("Item")
 Result = TypeVar("Result")
 H264_CONTAINERS = (".mp4", ".m4v", ".mov")
 MAX_BITRATE_RATIO = 1.4  # H.264 output capped at this multiple of the source's bitrate
-AHEAD = 16  # frames per worker in flight: a slow frame (MTCNN every 8th) must not idle the rest
+AHEAD = 16  # items per worker in flight: a slow frame (MTCNN every 8th) must not idle the rest
+IN_FLIGHT_BYTES = 256 * 2**20  # ... but never more frame memory than this (4K frames: 10)
+FRAMES_PER_CALL = 2  # frames whose faces go through the method in one call (one batch)
 
 
 def prefetch(items: Iterable[Item], depth: int = 8) -> Iterator[Item]:
@@ -112,12 +117,22 @@ def _bar(pipeline: Pipeline, items: Iterable[Item], total: int | None, desc: str
     )
 
 
+def items_ahead(size: tuple[int, int], frames_per_item: int, workers: int) -> int:
+    """How many items may wait per worker: `AHEAD`, less for large frames."""
+    item_bytes = size[0] * size[1] * 3 * 2 * frames_per_item  # the frame and its result
+    return max(1, min(AHEAD, IN_FLIGHT_BYTES // (item_bytes * workers)))
+
+
 def ordered_map(
-    pipeline: Pipeline, work: Callable[[int, Item], Result], items: Iterable[Item]
+    pipeline: Pipeline,
+    work: Callable[[int, Item], Result],
+    items: Iterable[Item],
+    ahead: int = 2,
 ) -> Iterator[Result]:
     """`work(index, item)` for every item on the run's worker threads (each with its own
-    perception models), results in input order; torch gets cores / workers threads meanwhile.
-    Without a perception factory (injected detector) everything runs on this thread."""
+    perception models), results in input order, up to `ahead` items per worker in flight;
+    torch gets cores / workers threads meanwhile. Without a perception factory (injected
+    detector) everything runs on this thread."""
     workers = pipeline.workers
     if workers == 1:
         yield from (work(index, item) for index, item in enumerate(items))
@@ -129,7 +144,7 @@ def ordered_map(
         try:
             for index, item in enumerate(items):
                 pending.append(pool.submit(work, index, item))
-                while len(pending) > AHEAD * workers:
+                while len(pending) > ahead * workers:
                     yield pending.popleft().result()
             while pending:
                 yield pending.popleft().result()
@@ -146,7 +161,20 @@ def detect_faces(pipeline: Pipeline, reader: VideoReader, label: str) -> list[li
     def detect(index: int, frame: np.ndarray) -> list[Face]:
         return pipeline.thread_perception().faces(frame, index)
 
-    return list(ordered_map(pipeline, detect, frames))
+    ahead = items_ahead(reader.size, 1, pipeline.workers)
+    return list(ordered_map(pipeline, detect, frames, ahead))
+
+
+def chunked(items: Iterable[Item], size: int) -> Iterator[list[tuple[int, Item]]]:
+    """Consecutive (index, item) pairs, `size` at a time (the last chunk may be shorter)."""
+    chunk: list[tuple[int, Item]] = []
+    for pair in enumerate(items):
+        chunk.append(pair)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def _audio_source(pipeline: Pipeline, job: Job) -> str | None:
@@ -208,7 +236,7 @@ def process_video(pipeline: Pipeline, job: Job, record: FileRecord) -> list[list
         results: list[FrameResult] = []
         frames = _bar(pipeline, prefetch(reader), len(tracked), f"{job.rel} [2/2 anonymize]")
 
-        def anonymize(index: int, frame: np.ndarray) -> FrameResult:
+        def frame_input(index: int, frame: np.ndarray) -> FrameInput:
             if index >= len(tracked):
                 raise RuntimeError(
                     f"the second read gave more than the {len(tracked)} frames of the first; "
@@ -216,7 +244,7 @@ def process_video(pipeline: Pipeline, job: Job, record: FileRecord) -> list[list
                 )
             faces = tracked[index]
             ids = None if assigner is None else [assigner.identity(t.track_id) for t in faces]
-            return pipeline.frames(
+            return FrameInput(
                 frame,
                 [t.face for t in faces],
                 ids,
@@ -224,8 +252,13 @@ def process_video(pipeline: Pipeline, job: Job, record: FileRecord) -> list[list
                 seed=pipeline.frame_seed(job.rel, index),
             )
 
+        def anonymize(_: int, chunk: list[tuple[int, np.ndarray]]) -> list[FrameResult]:
+            return pipeline.frames.many([frame_input(index, frame) for index, frame in chunk])
+
+        ahead = items_ahead(reader.size, FRAMES_PER_CALL, pipeline.workers)
+        chunks = ordered_map(pipeline, anonymize, chunked(frames, FRAMES_PER_CALL), ahead)
         with _writer(pipeline, job, reader) as writer:
-            for index, result in enumerate(ordered_map(pipeline, anonymize, frames)):
+            for index, result in enumerate(r for chunk in chunks for r in chunk):
                 writer.write(result.image)
                 faces = tracked[index]
                 if assigner is not None:
