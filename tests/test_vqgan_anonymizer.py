@@ -233,6 +233,15 @@ def test_a_sampling_error_falls_back_for_that_person(
     mask = astronaut_subject.person_mask >= 0.5
     assert _changed(output, astronaut_subject.image)[mask].mean() > 0.9
 
+    # the report belongs to the thread that made the call (video frames run on several)
+    import threading
+
+    seen: list[list[list[str]]] = []
+    worker = threading.Thread(target=lambda: seen.append(anonymizer.last_fallbacks))
+    worker.start()
+    worker.join()
+    assert seen == [[]] and len(anonymizer.last_fallbacks[0]) == 1
+
 
 # ---------------------------------------------------------------- seeds
 def test_seeds_reproduce_and_identities_pick_them(

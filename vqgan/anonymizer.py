@@ -40,6 +40,7 @@ an output, and a tracked person keeps one appearance seed through a video.
 from __future__ import annotations
 
 import hashlib
+import threading
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -186,7 +187,8 @@ class VqganAnonymizer:
         self.fallback = fallback
         self.fallback_fill = tuple(int(v) for v in fallback_fill)
         self._detector: Any = None
-        self.last_fallbacks: list[list[str]] = []
+        self._reports = threading.local()  # video frames are anonymized on several threads
+        self._totals_lock = threading.Lock()
         self.totals = {"persons": 0, "synthesized": 0, "fallbacks": 0}
 
     @classmethod
@@ -380,6 +382,11 @@ class VqganAnonymizer:
         return self.fall_back(image, plan.mask)
 
     # ------------------------------------------------------------------ protocol
+    @property
+    def last_fallbacks(self) -> list[list[str]]:
+        """This thread's latest call: per subject, the persons covered by the fallback."""
+        return getattr(self._reports, "fallbacks", [])
+
     def anonymize(
         self, subjects: Sequence[Subject], seeds: Sequence[int] | None = None
     ) -> list[np.ndarray]:
@@ -398,15 +405,17 @@ class VqganAnonymizer:
             faces.append(self.faces(subject) if any(p.subject == index for p in plans) else [])
         self.synthesize(plans)
         results = [subject.image.copy() for subject in subjects]
-        self.last_fallbacks = [[] for _ in subjects]
+        reports: list[list[str]] = [[] for _ in subjects]
         for plan in plans:
             results[plan.subject] = self.compose(results[plan.subject], plan, faces[plan.subject])
             if plan.reason is not None:
-                self.last_fallbacks[plan.subject].append(
+                reports[plan.subject].append(
                     f"{self.name} could not synthesize a person ({plan.reason}): {self.fallback}"
                 )
-        failed = sum(len(reasons) for reasons in self.last_fallbacks)
-        self.totals["persons"] += len(plans)
-        self.totals["synthesized"] += len(plans) - failed
-        self.totals["fallbacks"] += failed
+        self._reports.fallbacks = reports
+        failed = sum(len(reasons) for reasons in reports)
+        with self._totals_lock:
+            self.totals["persons"] += len(plans)
+            self.totals["synthesized"] += len(plans) - failed
+            self.totals["fallbacks"] += failed
         return results

@@ -53,7 +53,9 @@ class Anonymizer(Protocol):
 
         A method that covers some region with a fallback of its own (e.g. a person a body
         method could not synthesize) lists why in `last_fallbacks`: one list of reasons per
-        subject of this call (optional attribute; `FrameAnonymizer` counts them).
+        subject of this call (optional attribute; `FrameAnonymizer` counts them). Calls may
+        run on several threads at once (video frames): `last_fallbacks` must give the calling
+        thread's latest report (e.g. a property over a `threading.local`).
         """
         ...
 

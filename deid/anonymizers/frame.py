@@ -16,9 +16,7 @@ pairs, so a generator gets a larger batch); if that call fails, each frame goes 
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -110,10 +108,6 @@ class FrameAnonymizer:
         self.expand = float(expand)
         self.needs_landmarks = NEEDS_LANDMARKS in method.needs
         self.needs_mask = NEEDS_PERSON_MASK in method.needs
-        reports = hasattr(method, "last_fallbacks")
-        self._reporting: AbstractContextManager[object] = (
-            threading.Lock() if reports else nullcontext()
-        )
 
     def problem(self, face: Face, person_mask: np.ndarray | None) -> str | None:
         """Why the method cannot take `face` (None when it can)."""
@@ -151,12 +145,10 @@ class FrameAnonymizer:
     def _anonymize(
         self, subjects: list[Subject], seeds: list[int]
     ) -> tuple[list[np.ndarray], list[list[str]]]:
-        """The method's outputs and its own fallbacks per subject, read together: a method
-        that reports `last_fallbacks` runs on one thread at a time, so another frame's call
-        cannot overwrite the report in between (video frames run on several threads)."""
-        with self._reporting:
-            outputs = self.method.anonymize(subjects, seeds=seeds)
-            return outputs, self.method_fallbacks(len(subjects))
+        """The method's outputs and its own fallbacks per subject (its report of this call on
+        this thread, see `Anonymizer.anonymize`)."""
+        outputs = self.method.anonymize(subjects, seeds=seeds)
+        return outputs, self.method_fallbacks(len(subjects))
 
     def method_fallbacks(self, subjects: int = 1) -> list[list[str]]:
         """What the method's latest call (on `subjects` subjects) covered with its own fallback,
