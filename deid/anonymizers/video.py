@@ -2,8 +2,8 @@
 
 Pass 1 reads every frame and keeps only its faces (boxes, + 68 landmarks for landmark
 methods), never the frames; detection runs on the run's `workers` threads (started once per
-run, each keeping its own models for every pass and file; dlib, MediaPipe and torch release
-the GIL), so both cores work, and so does pass 2's anonymization (frames in pairs, one method
+run, each keeping its own models for every pass and file; MediaPipe and torch release the
+GIL, dlib's landmark predictor does not), so both cores work, and so does pass 2's anonymization (frames in pairs, one method
 call each, `FrameAnonymizer.many`; results written in frame order). Up to 16 items per worker
 are in flight, so a slow frame (MTCNN looks at every 8th) does not idle the other worker;
 fewer for large frames (256 MB at most). `track_video` then links faces
