@@ -72,11 +72,13 @@ class FrameInput:
             raise ValueError(f"{len(ids)} identities for {len(faces)} faces")
         return cls(image, list(faces), ids, person_mask, seed)
 
-    def subject(self, indices: list[int]) -> Subject:
-        """The method's view of this frame: only the faces `indices`."""
+    def subject(self, indices: list[int], image: np.ndarray | None = None) -> Subject:
+        """The method's view of this frame: only the faces `indices`, on `image` (default: the
+        frame; face-by-face retries pass the result so far)."""
         ids = None if self.identities is None else [self.identities[i] for i in indices]
         faces = [self.faces[i] for i in indices]
-        return Subject(self.image, faces, person_mask=self.person_mask, identities=ids)
+        pixels = self.image if image is None else image
+        return Subject(pixels, faces, person_mask=self.person_mask, identities=ids)
 
 
 def _one_line(err: BaseException) -> str:
@@ -128,19 +130,11 @@ class FrameAnonymizer:
             raise ValueError(f"{self.method.name} returned {got}, expected {image.shape} uint8")
         return out
 
-    def _run(
-        self,
-        image: np.ndarray,
-        faces: list[Face],
-        identities: list[int] | None,
-        person_mask: np.ndarray | None,
-        seed: int,
-    ) -> tuple[np.ndarray, list[str]]:
-        subject = Subject(image, faces, person_mask=person_mask, identities=identities)
+    def _run(self, subject: Subject, seed: int) -> tuple[np.ndarray, list[str]]:
         outputs, own = self._anonymize([subject], [seed])
         if len(outputs) != 1:
             raise ValueError(f"{self.method.name} returned {len(outputs)} images for 1")
-        return self._check(outputs[0], image), own[0]
+        return self._check(outputs[0], subject.image), own[0]
 
     def _anonymize(
         self, subjects: list[Subject], seeds: list[int]
@@ -213,17 +207,12 @@ class FrameAnonymizer:
 
     def _one(self, frame: FrameInput) -> FrameResult:
         good, failed = self._split(frame)
-        faces, ids, person_mask = frame.faces, frame.identities, frame.person_mask
-
-        def pick(indices: list[int]) -> tuple[list[Face], list[int] | None]:
-            return [faces[i] for i in indices], None if ids is None else [ids[i] for i in indices]
-
         result = frame.image
         done: list[int] = []
         own: list[str] = []
         if good or self.needs_mask:
             try:
-                result, own = self._run(frame.image, *pick(good), person_mask, frame.seed)
+                result, own = self._run(frame.subject(good), frame.seed)
                 done = good
             except Exception as err:  # isolate the face(s) it fails on
                 if len(good) <= 1 or self.needs_mask:
@@ -231,9 +220,7 @@ class FrameAnonymizer:
                 else:
                     for index in good:
                         try:
-                            result, extra = self._run(
-                                result, *pick([index]), person_mask, frame.seed
-                            )
+                            result, extra = self._run(frame.subject([index], result), frame.seed)
                             done.append(index)
                             own += extra
                         except Exception as single:
